@@ -1,0 +1,213 @@
+//! [`Instance`] → minimal DSP0201 CIM-XML.
+//!
+//! Output shape (no XML declaration, no whitespace between elements):
+//! `<INSTANCE CLASSNAME="C"><PROPERTY NAME="N" TYPE="string"><VALUE>v</VALUE></PROPERTY>…</INSTANCE>`.
+//! NULL is an element without `VALUE`; the empty string is `<VALUE></VALUE>`;
+//! booleans are `TRUE`/`FALSE`; embedded instances are escaped text; a property
+//! with [`Property::embedded_instance`] set and no such qualifier gets an
+//! `EmbeddedInstance` qualifier. Characters XML would normalise away (`\r`,
+//! `\t`/`\n` in attributes, other C0 controls) are written as character
+//! references so text round-trips exactly.
+
+use std::fmt::Write as _;
+
+use crate::instance::{EMBEDDED_INSTANCE_QUALIFIERS, Instance, Property, Qualifier};
+use crate::path::ObjectPath;
+use crate::value::{CimType, CimValue, PropertyValue};
+
+fn escape_into(out: &mut String, text: &str, attribute: bool) {
+    for c in text.chars() {
+        match c {
+            '&' => out.push_str("&amp;"),
+            '<' => out.push_str("&lt;"),
+            '>' => out.push_str("&gt;"),
+            '"' if attribute => out.push_str("&quot;"),
+            '\n' | '\t' if !attribute => out.push(c),
+            c if u32::from(c) < 0x20 => {
+                let _ = write!(out, "&#{};", u32::from(c));
+            }
+            c => out.push(c),
+        }
+    }
+}
+
+fn attr(out: &mut String, name: &str, value: &str) {
+    out.push(' ');
+    out.push_str(name);
+    out.push_str("=\"");
+    escape_into(out, value, true);
+    out.push('"');
+}
+
+/// Serialises `inst` in the minimal form described in the module docs.
+pub(crate) fn instance(inst: &Instance) -> String {
+    let mut out = String::with_capacity(256);
+    out.push_str("<INSTANCE");
+    attr(&mut out, "CLASSNAME", &inst.class_name);
+    out.push('>');
+    for q in &inst.qualifiers {
+        qualifier(&mut out, q);
+    }
+    for p in &inst.properties {
+        property(&mut out, p);
+    }
+    out.push_str("</INSTANCE>");
+    out
+}
+
+fn qualifier(out: &mut String, q: &Qualifier) {
+    out.push_str("<QUALIFIER");
+    attr(out, "NAME", &q.name);
+    attr(out, "TYPE", q.cim_type.as_str());
+    for (k, v) in &q.attributes {
+        attr(out, k, v);
+    }
+    out.push('>');
+    value(out, &q.value);
+    out.push_str("</QUALIFIER>");
+}
+
+fn property(out: &mut String, p: &Property) {
+    let element = if p.cim_type == CimType::Reference && !p.is_array {
+        "PROPERTY.REFERENCE"
+    } else if p.is_array {
+        "PROPERTY.ARRAY"
+    } else {
+        "PROPERTY"
+    };
+    out.push('<');
+    out.push_str(element);
+    attr(out, "NAME", &p.name);
+    if element != "PROPERTY.REFERENCE" {
+        attr(out, "TYPE", p.cim_type.as_str());
+    }
+    if let Some(rc) = &p.reference_class {
+        attr(out, "REFERENCECLASS", rc);
+    }
+    if let Some(co) = &p.class_origin {
+        attr(out, "CLASSORIGIN", co);
+    }
+    if p.propagated {
+        attr(out, "PROPAGATED", "true");
+    }
+    for (k, v) in &p.extra_attributes {
+        attr(out, k, v);
+    }
+    out.push('>');
+    if let Some(class) = &p.embedded_instance {
+        let declared = p.qualifiers.iter().any(|q| {
+            EMBEDDED_INSTANCE_QUALIFIERS
+                .iter()
+                .any(|n| q.name.eq_ignore_ascii_case(n))
+        });
+        if !declared {
+            qualifier(
+                out,
+                &Qualifier {
+                    name: "EmbeddedInstance".to_owned(),
+                    cim_type: CimType::String,
+                    value: PropertyValue::Scalar(CimValue::String(class.clone())),
+                    attributes: Vec::new(),
+                },
+            );
+        }
+    }
+    for q in &p.qualifiers {
+        qualifier(out, q);
+    }
+    match (&p.value, p.is_array) {
+        (PropertyValue::Scalar(v), false) => scalar(out, v),
+        (PropertyValue::Array(items), _) => array(out, items),
+        // A scalar stored in an array property is written as a one-element array.
+        (PropertyValue::Scalar(v), true) => array(out, std::slice::from_ref(&Some(v.clone()))),
+        (PropertyValue::Null, _) => {}
+    }
+    out.push_str("</");
+    out.push_str(element);
+    out.push('>');
+}
+
+fn value(out: &mut String, v: &PropertyValue) {
+    match v {
+        PropertyValue::Null => {}
+        PropertyValue::Scalar(v) => scalar(out, v),
+        PropertyValue::Array(items) => array(out, items),
+    }
+}
+
+fn scalar(out: &mut String, v: &CimValue) {
+    if let CimValue::Reference(p) = v {
+        reference(out, p);
+        return;
+    }
+    out.push_str("<VALUE>");
+    escape_into(out, &v.to_text(), false);
+    out.push_str("</VALUE>");
+}
+
+fn array(out: &mut String, items: &[Option<CimValue>]) {
+    out.push_str("<VALUE.ARRAY>");
+    for item in items {
+        match item {
+            // DSP0201 has no VALUE.REFERENCE inside VALUE.ARRAY (that is
+            // VALUE.REFARRAY); reference arrays are written as path text.
+            Some(CimValue::Reference(p)) => {
+                out.push_str("<VALUE>");
+                escape_into(out, &p.to_string(), false);
+                out.push_str("</VALUE>");
+            }
+            Some(v) => scalar(out, v),
+            None => out.push_str("<VALUE.NULL/>"),
+        }
+    }
+    out.push_str("</VALUE.ARRAY>");
+}
+
+/// `VALUE.REFERENCE` with `INSTANCEPATH` (server and namespace known),
+/// `LOCALINSTANCEPATH` (namespace only) or `INSTANCENAME`.
+pub(crate) fn reference(out: &mut String, p: &ObjectPath) {
+    out.push_str("<VALUE.REFERENCE>");
+    match (&p.server, &p.namespace) {
+        (Some(host), Some(ns)) => {
+            out.push_str("<INSTANCEPATH><NAMESPACEPATH><HOST>");
+            escape_into(out, host, false);
+            out.push_str("</HOST>");
+            local_namespace(out, ns);
+            out.push_str("</NAMESPACEPATH>");
+            instance_name(out, p);
+            out.push_str("</INSTANCEPATH>");
+        }
+        (None, Some(ns)) => {
+            out.push_str("<LOCALINSTANCEPATH>");
+            local_namespace(out, ns);
+            instance_name(out, p);
+            out.push_str("</LOCALINSTANCEPATH>");
+        }
+        _ => instance_name(out, p),
+    }
+    out.push_str("</VALUE.REFERENCE>");
+}
+
+fn local_namespace(out: &mut String, ns: &str) {
+    out.push_str("<LOCALNAMESPACEPATH>");
+    for part in ns.split('\\').filter(|s| !s.is_empty()) {
+        out.push_str("<NAMESPACE");
+        attr(out, "NAME", part);
+        out.push_str("/>");
+    }
+    out.push_str("</LOCALNAMESPACEPATH>");
+}
+
+fn instance_name(out: &mut String, p: &ObjectPath) {
+    out.push_str("<INSTANCENAME");
+    attr(out, "CLASSNAME", &p.class_name);
+    out.push('>');
+    for (k, v) in &p.keys {
+        out.push_str("<KEYBINDING");
+        attr(out, "NAME", k);
+        out.push_str("><KEYVALUE VALUETYPE=\"string\">");
+        escape_into(out, v, false);
+        out.push_str("</KEYVALUE></KEYBINDING>");
+    }
+    out.push_str("</INSTANCENAME>");
+}
