@@ -12,6 +12,7 @@
 //! [`CimError::return_code`] is the Hyper-V Table A code a method returns for
 //! it (32776 for type errors, 32773 otherwise).
 
+pub mod classes;
 pub mod codes;
 mod datetime;
 mod error;
