@@ -12,4 +12,19 @@
 //! - `error`: the crate-boundary error with a stable kind and context.
 #![forbid(unsafe_code)]
 
+pub mod bat;
+pub mod chain;
+pub mod error;
+pub mod file;
 pub mod format;
+pub mod header;
+pub mod locator;
+pub mod log;
+pub mod metadata;
+pub mod region;
+
+pub use bat::PayloadState;
+pub use chain::{Chain, Extent, ExtentSource};
+pub use error::{ErrorKind, Result, VhdxError};
+pub use file::{Geometry, VhdxFile};
+pub use locator::ParentLocator;
