@@ -462,17 +462,16 @@ mod tests {
     #[test]
     fn finished_jobs_are_removed_after_time_before_removal() {
         let m = JobManager::with_retention(Duration::ZERO);
-        let id = m
-            .submit(JobType::ExportReferencePoint, "x", true, |_| {
-                Ok(JobOutput::default())
-            })
-            .unwrap();
-        let last = m.wait_blocking(&id).unwrap();
+        let g = start_gated(&m);
+        let control = m.control(&g.id).unwrap();
+        let while_running = m.get(&g.id).unwrap();
+        g.finish.send(()).unwrap();
 
-        let after = m.get(&id);
+        let final_state = control.wait_for_state(MUST, JobState::is_finished);
+        let after = m.get(&g.id);
 
-        assert_eq!(last.job_state, JobState::Completed);
-        assert_eq!(last.time_before_removal, CimInterval::ZERO);
+        assert_eq!(while_running.time_before_removal, CimInterval::ZERO);
+        assert_eq!(final_state, JobState::Completed);
         assert!(matches!(after, Err(JobsError::NotFound { .. })));
         assert!(m.list().is_empty());
     }
