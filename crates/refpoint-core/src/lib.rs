@@ -1,1 +1,62 @@
-//! refpoint-core
+//! refpoint-core: the standalone host model (DESIGN.md "The standalone host
+//! model") — the host store, virtual systems and their settings, virtual
+//! disks as VHDX chains, recovery snapshots and reference points.
+//!
+//! Modules, by the concept they hold (Hyper-V / CIM names):
+//! - [`host`]: [`Host`], the locked embedded store (`init`, `open`, lookups).
+//! - `catalog`: `refpoint-host.json`, strict loading, atomic replacement.
+//! - `lock`: the exclusive host lock naming its holder's pid.
+//! - [`model`]: [`VirtualSystem`] (`Msvm_ComputerSystem`),
+//!   [`VirtualSystemSettingData`], [`VirtualDisk`] (SASD) and its [`LayerChain`].
+//! - `define_system`: `Host::create_vm`, `Host::import_vm`.
+//! - [`snapshot`]: `CreateSnapshot` / `DestroySnapshot`.
+//! - [`reference_point`]: `ConvertToReferencePoint`, `CreateReferencePoint`,
+//!   `DestroyReferencePoint`.
+//! - `frozen`: [`FrozenDisk`] and the DataWriteGuid check of frozen layers.
+//! - `disk_write`: the active-leaf writer and `Host::refresh`.
+//! - [`ids`]: InstanceID forms and the RCT identifier [`RctId`].
+//! - [`settings_xml`]: CIM instances and the CIM-XML settings document.
+//! - [`error`]: [`HostError`] with a stable [`ErrorKind`].
+//!
+//! Typical flow (a backup client, `reference/hyperv-api.md` §7.1):
+//!
+//! ```no_run
+//! # fn main() -> Result<(), refpoint_core::HostError> {
+//! use refpoint_core::{Host, SNAPSHOT_TYPE_RECOVERY};
+//! let mut host = Host::open(std::path::Path::new("/srv/refpoint"))?;
+//! let snapshot = host.create_snapshot("web01", SNAPSHOT_TYPE_RECOVERY)?.instance_id().to_owned();
+//! let rp = host.convert_to_reference_point(&snapshot)?;
+//! println!("{} {:?}", rp.instance_id, rp.resilient_change_tracking_identifiers());
+//! # Ok(()) }
+//! ```
+
+mod atomic;
+pub mod catalog;
+mod define_system;
+mod disk_write;
+pub mod error;
+mod frozen;
+pub mod host;
+pub mod ids;
+mod lock;
+pub mod model;
+pub mod reference_point;
+pub mod settings_xml;
+pub mod snapshot;
+mod timestamp;
+
+pub use catalog::{CATALOG_FILE_NAME, CATALOG_FORMAT_VERSION, CatalogError};
+pub use error::{ErrorKind, HostError, ObjectKind, Result};
+pub use frozen::FrozenDisk;
+pub use host::{Host, JOBS_DIR_NAME, VIRTUAL_HARD_DISKS_DIR_NAME, VMS_DIR_NAME};
+pub use ids::{IdError, RctId};
+pub use lock::LOCK_FILE_NAME;
+pub use model::{ChainLayer, LayerChain, VirtualDisk, VirtualSystem, VirtualSystemSettingData};
+pub use reference_point::{
+    REFERENCE_POINT_TYPE_LOG, REFERENCE_POINT_TYPE_RCT, ReferencePoint, ReferencePointSettings,
+};
+pub use snapshot::{
+    CONSISTENCY_LEVEL_APPLICATION, CONSISTENCY_LEVEL_CRASH, SNAPSHOT_TYPE_FULL,
+    SNAPSHOT_TYPE_RECOVERY, Snapshot, SnapshotSettings,
+};
+pub use timestamp::Timestamp;
