@@ -35,6 +35,12 @@ pub enum DateTimeError {
         /// Characters found.
         found: usize,
     },
+    /// A character outside ASCII (the DMTF forms are ASCII only).
+    #[error("non-ASCII character at byte {offset}")]
+    NotAscii {
+        /// Byte offset of the first non-ASCII character.
+        offset: usize,
+    },
     /// A fixed separator (`.`, `+`/`-`, `:`) is missing.
     #[error("expected {expected} at character {offset}, found {found:?}")]
     Separator {
@@ -181,10 +187,11 @@ struct Fields<'a> {
 impl Fields<'_> {
     fn new(text: &str) -> Result<Fields<'_>, DateTimeError> {
         let chars = text.as_bytes();
-        if chars.len() != DMTF_LEN || !text.is_ascii() {
-            return Err(DateTimeError::Length {
-                found: text.chars().count(),
-            });
+        if let Some(offset) = chars.iter().position(|b| !b.is_ascii()) {
+            return Err(DateTimeError::NotAscii { offset });
+        }
+        if chars.len() != DMTF_LEN {
+            return Err(DateTimeError::Length { found: chars.len() });
         }
         Ok(Fields { chars })
     }
@@ -699,7 +706,7 @@ mod tests {
             .parse::<CimDateTime>()
             .unwrap_err();
 
-        assert!(matches!(err, DateTimeError::Length { .. }));
+        assert_eq!(err, DateTimeError::NotAscii { offset: 13 });
     }
 
     proptest! {

@@ -512,4 +512,76 @@ mod tests {
             "{accepted:?}"
         );
     }
+
+    fn scalar_strategy() -> impl proptest::strategy::Strategy<Value = CimValue> {
+        use proptest::prelude::*;
+        prop_oneof![
+            any::<bool>().prop_map(CimValue::Boolean),
+            "[^\\x00]{0,24}".prop_map(CimValue::String),
+            any::<u8>().prop_map(CimValue::Uint8),
+            any::<u16>().prop_map(CimValue::Uint16),
+            any::<u32>().prop_map(CimValue::Uint32),
+            any::<u64>().prop_map(CimValue::Uint64),
+            any::<i8>().prop_map(CimValue::Sint8),
+            any::<i64>().prop_map(CimValue::Sint64),
+            proptest::num::f64::NORMAL.prop_map(CimValue::Real64),
+            proptest::num::f32::NORMAL.prop_map(CimValue::Real32),
+            (1u32..0xD7FF).prop_map(|c| CimValue::Char16(char::from_u32(c).unwrap_or('x'))),
+            (0u64..86_400_000_000_000).prop_map(|m| CimValue::Interval(
+                CimInterval::try_from(std::time::Duration::from_micros(m)).unwrap()
+            )),
+        ]
+    }
+
+    proptest::proptest! {
+        #[test]
+        fn arbitrary_instances_round_trip_through_cim_xml(
+            class in "[A-Za-z_][A-Za-z0-9_]{0,20}",
+            props in proptest::collection::vec(
+                (proptest::option::of(scalar_strategy()), proptest::collection::vec(proptest::option::of(scalar_strategy()), 0..3), proptest::bool::ANY),
+                0..6,
+            ),
+        ) {
+            let mut inst = Instance::new(&class);
+            for (i, (scalar, array, as_array)) in props.into_iter().enumerate() {
+                let name = format!("P{i}");
+                if as_array {
+                    // Arrays are homogeneous: keep the elements of the first element's type.
+                    let t = array.iter().flatten().next().map(CimValue::cim_type).unwrap_or(CimType::String);
+                    let items: Vec<Option<CimValue>> =
+                        array.into_iter().filter(|v| v.as_ref().is_none_or(|v| v.cim_type() == t)).collect();
+                    inst.set(&name, PropertyValue::Array(items), t);
+                } else {
+                    let t = scalar.as_ref().map(CimValue::cim_type).unwrap_or(CimType::Uint32);
+                    inst.set(&name, scalar.map_or(PropertyValue::Null, PropertyValue::Scalar), t);
+                }
+            }
+
+            let back = Instance::from_xml(&inst.to_xml()).unwrap();
+
+            proptest::prop_assert_eq!(back, inst);
+        }
+
+        #[test]
+        fn arbitrary_text_never_panics(text in "\\PC{0,200}") {
+            let _ = Instance::from_xml(&text);
+        }
+
+        #[test]
+        fn mutated_valid_document_never_panics(at in 0usize..1800, byte in proptest::num::u8::ANY) {
+            let mut bytes = VERBOSE.as_bytes().to_vec();
+            let at = at % bytes.len();
+            bytes[at] = byte;
+            if let Ok(text) = String::from_utf8(bytes) {
+                let _ = Instance::from_xml(&text);
+            }
+        }
+    }
+
+    #[test]
+    fn leading_byte_order_mark_is_accepted() {
+        let inst = Instance::from_xml("\u{feff}<INSTANCE CLASSNAME=\"C\"/>").unwrap();
+
+        assert_eq!(inst.class_name, "C");
+    }
 }

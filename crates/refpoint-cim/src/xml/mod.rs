@@ -140,6 +140,8 @@ impl Instance {
     /// * [`CimError::BadValue`] naming class and property for a value that
     ///   does not parse as its declared type (→ 32776).
     pub fn from_xml(text: &str) -> Result<Instance, CimError> {
+        // A byte-order mark survives decoding of UTF-16 text (PowerShell, CimSerializer).
+        let text = text.strip_prefix('\u{feff}').unwrap_or(text);
         let root = dom::parse(text)?;
         read::instance(&root)
     }
