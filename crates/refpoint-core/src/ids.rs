@@ -300,3 +300,31 @@ mod tests {
         }
     }
 }
+
+#[cfg(test)]
+mod properties {
+    use proptest::prelude::*;
+
+    use super::*;
+
+    proptest! {
+        #[test]
+        fn reference_point_id_parses_back_to_its_guids(vm in any::<u128>(), rp in any::<u128>()) {
+            let (vm, rp) = (Uuid::from_u128(vm), Uuid::from_u128(rp));
+            prop_assert_eq!(parse_reference_point_id(&reference_point_instance_id(&vm, &rp)), Ok((Some(vm), rp)));
+        }
+
+        #[test]
+        fn rct_id_parses_back(disk in any::<u128>(), epoch in any::<u64>()) {
+            let id = RctId { disk: Uuid::from_u128(disk), epoch };
+            prop_assert_eq!(id.to_string().parse::<RctId>(), Ok(id));
+        }
+
+        #[test]
+        fn parsers_never_panic(text in "\\PC{0,80}") {
+            let _ = parse_reference_point_id(&text);
+            let _ = parse_settings_instance_id(&text);
+            let _ = text.parse::<RctId>();
+        }
+    }
+}

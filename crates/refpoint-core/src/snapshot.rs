@@ -115,24 +115,46 @@ impl Snapshot {
     }
 }
 
-/// Files created by an operation, removed again if it fails.
+/// Files and directories created by an operation, removed again if it fails.
 #[derive(Debug, Default)]
-pub(crate) struct CreatedFiles(Vec<PathBuf>);
+pub(crate) struct CreatedFiles {
+    files: Vec<PathBuf>,
+    /// Directories created, outermost first.
+    dirs: Vec<PathBuf>,
+}
 
 impl CreatedFiles {
     fn push(&mut self, p: PathBuf) {
-        self.0.push(p);
+        self.files.push(p);
     }
 
     fn contains(&self, p: &Path) -> bool {
-        self.0.iter().any(|c| c == p)
+        self.files.iter().any(|c| c == p)
     }
 
-    /// Removes every created file (best effort, logged) and fsyncs their
-    /// directories.
+    /// Creates `dir` and its missing ancestors, recording each one created.
+    fn create_dir_all(&mut self, dir: &Path) -> Result<()> {
+        let mut missing = Vec::new();
+        let mut cur = Some(dir);
+        while let Some(d) = cur {
+            if d.try_exists().map_err(|e| HostError::io(d, "stat", e))? {
+                break;
+            }
+            missing.push(d.to_owned());
+            cur = d.parent();
+        }
+        for d in missing.into_iter().rev() {
+            std::fs::create_dir(&d).map_err(|e| HostError::io(&d, "create directory", e))?;
+            self.dirs.push(d);
+        }
+        Ok(())
+    }
+
+    /// Removes every created file and directory (best effort, logged) and
+    /// fsyncs the directories that held them.
     pub(crate) fn remove_all(self) {
         let mut dirs = HashSet::new();
-        for p in self.0 {
+        for p in self.files {
             match std::fs::remove_file(&p) {
                 Ok(()) => {}
                 Err(e) if e.kind() == std::io::ErrorKind::NotFound => {}
@@ -142,6 +164,15 @@ impl CreatedFiles {
             }
             if let Some(d) = p.parent() {
                 dirs.insert(d.to_owned());
+            }
+        }
+        for d in self.dirs.iter().rev() {
+            if let Err(e) = std::fs::remove_dir(d) {
+                tracing::warn!(path = %d.display(), error = %e, "rollback: cannot remove directory");
+            }
+            dirs.remove(d);
+            if let Some(parent) = d.parent() {
+                dirs.insert(parent.to_owned());
             }
         }
         for d in dirs {
@@ -318,8 +349,7 @@ fn freeze_disk(
             reason: "the change-tracking epoch counter is exhausted".to_owned(),
         })?;
 
-    std::fs::create_dir_all(disk_dir)
-        .map_err(|e| HostError::io(disk_dir, "create directory", e))?;
+    created.create_dir_all(disk_dir)?;
     let new_leaf = new_leaf_path(disk_dir, &frozen_chain, snapshot, created)?;
     created.push(new_leaf.clone());
     create_differencing(&new_leaf, &frozen_chain.leaf().path, None)?;

@@ -382,4 +382,66 @@ mod tests {
         assert!(first.disks[0].epoch_layer.exists());
         f.host.vm("Alpha").unwrap().disks[0].open_chain().unwrap();
     }
+
+    #[test]
+    fn failed_first_snapshot_leaves_no_vm_directory() {
+        let mut f = Fixture::new();
+        let d0 = f.qemu_disk("one.vhdx", "16M");
+        let (child, parent) = super::common::specimen_chain(&f.tmp.path().join("chain"));
+        f.host.create_vm("Mixed", &[d0, child]).unwrap();
+        let catalog_before = std::fs::read(f.host.catalog_path()).unwrap();
+        // The chain's parent is written behind refpoint's back: disk 0
+        // freezes (creating the VM's directory), disk 1 must fail.
+        qemu_write(&parent, 0x22, "0", "4k");
+
+        let err = f
+            .host
+            .create_snapshot("Mixed", SNAPSHOT_TYPE_RECOVERY)
+            .unwrap_err();
+
+        assert!(
+            matches!(err, HostError::LayerModified { ref path, .. } if path == &parent.canonicalize().unwrap()),
+            "{err:?}"
+        );
+        assert!(listing(&f.host.dir().join("vms")).is_empty());
+        assert_eq!(
+            std::fs::read(f.host.catalog_path()).unwrap(),
+            catalog_before
+        );
+    }
+
+    #[test]
+    fn snapshot_settings_xml_names_the_parent_snapshot_by_object_path() {
+        let (mut f, _) = alpha();
+        let first = f
+            .host
+            .create_snapshot("Alpha", SNAPSHOT_TYPE_RECOVERY)
+            .unwrap()
+            .clone();
+        let second = f
+            .host
+            .create_snapshot("Alpha", SNAPSHOT_TYPE_RECOVERY)
+            .unwrap()
+            .clone();
+
+        let parsed = super::common::instances(&second.settings_xml());
+
+        assert_eq!(parsed.len(), 2);
+        let vssd =
+            refpoint_cim::classes::VirtualSystemSettingData::from_instance(&parsed[0]).unwrap();
+        assert_eq!(vssd.instance_id, second.settings.instance_id);
+        assert_eq!(
+            vssd.virtual_system_type,
+            "Microsoft:Hyper-V:Snapshot:Recovery"
+        );
+        let parent: refpoint_cim::ObjectPath = vssd.parent.unwrap().parse().unwrap();
+        assert_eq!(parent.class_name, "Msvm_VirtualSystemSettingData");
+        assert_eq!(parent.key("InstanceID"), Some(first.instance_id()));
+        assert_eq!(
+            parsed[1].get_string_array("HostResource").unwrap(),
+            Some(vec![
+                second.disks[0].frozen_leaf().to_string_lossy().into_owned()
+            ])
+        );
+    }
 }
