@@ -1,0 +1,24 @@
+#!/usr/bin/env bash
+# Runs every check and test of the workspace on a fresh machine. Installs the
+# independent test oracles first (idempotent): libvhdi (vhdiinfo + pyvhdi),
+# dissect.hypervisor and qemu-utils. Usage: bash scripts/test.sh
+set -euo pipefail
+cd "$(dirname "$0")/.."
+
+as_root() { if [ "$(id -u)" = 0 ]; then "$@"; else sudo "$@"; fi; }
+apt_updated=0
+apt_install() {
+  if [ "$apt_updated" = 0 ]; then as_root apt-get update -qq; apt_updated=1; fi
+  as_root env DEBIAN_FRONTEND=noninteractive apt-get install -y -qq "$@" >/dev/null
+}
+
+command -v qemu-img >/dev/null && command -v qemu-io >/dev/null || apt_install qemu-utils
+command -v vhdiinfo >/dev/null || apt_install libvhdi-utils
+python3 -c 'import pyvhdi' 2>/dev/null || python3 -m pip install -q libvhdi-python
+python3 -c 'import dissect.hypervisor' 2>/dev/null || python3 -m pip install -q dissect.hypervisor
+
+echo "== oracles: $(qemu-img --version | head -n1); libvhdi $(python3 -c 'import pyvhdi; print(pyvhdi.get_version())'); dissect.hypervisor $(python3 -c 'import importlib.metadata as m; print(m.version("dissect.hypervisor"))')"
+
+cargo fmt --all -- --check
+cargo clippy --workspace --all-targets --locked -- -D warnings
+cargo test --workspace --locked

@@ -1,0 +1,214 @@
+//! Command-line grammar of `refpoint` (clap derive).
+
+use std::path::PathBuf;
+
+use clap::{Args, Parser, Subcommand};
+
+/// refpoint: export Hyper-V-style reference points of VMs whose disks are VHDX
+/// chains, full, with SHA-256 checksums, as CIM jobs with Hyper-V return codes.
+#[derive(Debug, Parser)]
+#[command(name = "refpoint", version, about, propagate_version = true)]
+pub struct Cli {
+    /// Host directory (the embedded store made by `host init`).
+    #[arg(long, global = true, env = "REFPOINT_HOST")]
+    pub host: Option<PathBuf>,
+    /// Print results as JSON with CIM property names (InstanceID, ReturnValue, JobState…).
+    #[arg(long, global = true)]
+    pub json: bool,
+    /// No progress bars.
+    #[arg(long, short, global = true)]
+    pub quiet: bool,
+    /// What to do.
+    #[command(subcommand)]
+    pub command: Command,
+}
+
+/// Top-level commands.
+#[derive(Debug, Subcommand)]
+pub enum Command {
+    /// The embedded host store.
+    #[command(subcommand)]
+    Host(HostCommand),
+    /// Virtual systems (Msvm_ComputerSystem).
+    #[command(subcommand)]
+    Vm(VmCommand),
+    /// Take a recovery snapshot of a VM (CreateSnapshot, SnapshotType 32768).
+    Snapshot {
+        /// VM ElementName or GUID.
+        vm: String,
+    },
+    /// Reference points (Msvm_VirtualSystemReferencePoint).
+    #[command(subcommand, alias = "reference-point")]
+    Rp(RpCommand),
+    /// Export a reference point (ExportReferencePoint).
+    Export(ExportArgs),
+    /// Recompute every checksum of an export directory or one VM folder in it.
+    Verify {
+        /// Export directory, or `<ExportDirectory>/<VM ElementName>`.
+        dir: PathBuf,
+    },
+    /// Inspect VHDX files and chains.
+    #[command(subcommand)]
+    Disk(DiskCommand),
+    /// Make a reproducible fixture VM (qemu-img + qemu-io, then a reference point, then more writes).
+    Fixture(FixtureArgs),
+    /// The main job on a bundled default: fixture VM in a temporary host, export, verify.
+    Demo {
+        /// Keep everything in this directory instead of a temporary one.
+        #[arg(long)]
+        keep: Option<PathBuf>,
+        /// Disk size of the demo VM.
+        #[arg(long, default_value = "256M")]
+        size: String,
+    },
+    /// Measure export throughput against qemu-img convert + sha256sum.
+    Bench(BenchArgs),
+}
+
+/// `refpoint host …`
+#[derive(Debug, Subcommand)]
+pub enum HostCommand {
+    /// Create a host store in DIR.
+    Init {
+        /// Directory to initialise (created if missing; must be empty of a catalog).
+        dir: PathBuf,
+    },
+}
+
+/// `refpoint vm …`
+#[derive(Debug, Subcommand)]
+pub enum VmCommand {
+    /// Create a VM from VHDX files (each the active leaf of one virtual disk).
+    Create {
+        /// ElementName of the new VM.
+        #[arg(long)]
+        name: String,
+        /// A disk's VHDX/AVHDX (its parents are found through the parent locator).
+        #[arg(long = "disk", required = true)]
+        disks: Vec<PathBuf>,
+    },
+    /// Import a VM from a folder of VHDX/AVHDX files (chains found through parent locators).
+    Import {
+        /// ElementName of the new VM.
+        #[arg(long)]
+        name: String,
+        /// Folder holding the disks.
+        dir: PathBuf,
+    },
+    /// List VMs.
+    List,
+    /// Show one VM with its disks, snapshots and reference points.
+    Show {
+        /// VM ElementName or GUID.
+        vm: String,
+    },
+}
+
+/// `refpoint rp …`
+#[derive(Debug, Subcommand)]
+pub enum RpCommand {
+    /// Convert a recovery snapshot into a reference point (ConvertToReferencePoint).
+    Convert {
+        /// Snapshot InstanceID (`Microsoft:<GUID>`) or GUID.
+        snapshot: String,
+    },
+    /// Snapshot and convert in one step (CreateReferencePoint).
+    Create {
+        /// VM ElementName or GUID.
+        vm: String,
+    },
+    /// List reference points, of one VM or all.
+    List {
+        /// VM ElementName or GUID.
+        vm: Option<String>,
+    },
+}
+
+/// `refpoint export …`
+#[derive(Debug, Args)]
+pub struct ExportArgs {
+    /// Reference point InstanceID, or its object path.
+    #[arg(long = "reference-point", visible_alias = "rp")]
+    pub reference_point: String,
+    /// Absolute export directory (ExportDirectory).
+    #[arg(long = "to")]
+    pub to: PathBuf,
+    /// Export only these disks (InstanceIDs from the reference point's VirtualDiskIdentifiers).
+    #[arg(long = "disk")]
+    pub disks: Vec<String>,
+    /// Base reference point for a differential export.
+    #[arg(long)]
+    pub base: Option<String>,
+}
+
+/// `refpoint disk …`
+#[derive(Debug, Subcommand)]
+pub enum DiskCommand {
+    /// Header, regions, metadata, BAT summary and chain of a VHDX/AVHDX.
+    Info {
+        /// File to inspect.
+        path: PathBuf,
+    },
+    /// SHA-256 of the virtual disk's whole raw content, read through the chain and any dirty log.
+    Hash {
+        /// Leaf VHDX/AVHDX.
+        path: PathBuf,
+    },
+    /// Validate every structure of the file and its chain.
+    Check {
+        /// Leaf VHDX/AVHDX.
+        path: PathBuf,
+    },
+}
+
+/// `refpoint fixture …`
+#[derive(Debug, Args)]
+pub struct FixtureArgs {
+    /// ElementName of the VM.
+    #[arg(long)]
+    pub name: String,
+    /// Number of disks.
+    #[arg(long, default_value_t = 2)]
+    pub disks: usize,
+    /// Virtual size of each disk (K/M/G/T suffixes).
+    #[arg(long, default_value = "256M")]
+    pub size: String,
+    /// Seed of all offsets, lengths and data.
+    #[arg(long, default_value_t = 1)]
+    pub seed: u64,
+    /// VHDX block size of the base disks.
+    #[arg(long, default_value = "2M")]
+    pub block_size: String,
+    /// Scattered qemu-io writes per disk before the reference point.
+    #[arg(long, default_value_t = 40)]
+    pub writes: usize,
+    /// Instead of scattered writes, fill this percentage of blocks whole.
+    #[arg(long)]
+    pub fill_percent: Option<u8>,
+    /// Writes through refpoint per disk after the reference point.
+    #[arg(long, default_value_t = 20)]
+    pub writes_after: usize,
+    /// Where the disk files go (default: `<host>/vms/<name>-disks`).
+    #[arg(long)]
+    pub dir: Option<PathBuf>,
+}
+
+/// `refpoint bench …`
+#[derive(Debug, Args)]
+pub struct BenchArgs {
+    /// Number of disks of the benchmark VM.
+    #[arg(long, default_value_t = 4)]
+    pub disks: usize,
+    /// Size of each disk.
+    #[arg(long, default_value = "2G")]
+    pub size: String,
+    /// Share of blocks holding data.
+    #[arg(long, default_value_t = 50)]
+    pub fill_percent: u8,
+    /// Work directory (default: a temporary directory, removed afterwards).
+    #[arg(long)]
+    pub dir: Option<PathBuf>,
+    /// Skip the qemu-img convert + sha256sum comparison.
+    #[arg(long)]
+    pub no_baseline: bool,
+}
