@@ -13,18 +13,25 @@
 #![forbid(unsafe_code)]
 
 pub mod bat;
+pub mod builder;
 pub mod chain;
+pub mod create;
 pub mod error;
 pub mod file;
 pub mod format;
 pub mod header;
 pub mod locator;
 pub mod log;
+pub mod log_writer;
 pub mod metadata;
 pub mod region;
+pub mod write;
 
 pub use bat::PayloadState;
+pub use builder::{BuilderKind, ImageBuilder};
 pub use chain::{Chain, Extent, ExtentSource};
+pub use create::{CreateOptions, create_differencing, create_dynamic};
 pub use error::{ErrorKind, Result, VhdxError};
 pub use file::{Geometry, VhdxFile};
 pub use locator::ParentLocator;
+pub use write::VhdxWriter;
