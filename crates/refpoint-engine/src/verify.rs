@@ -1,0 +1,748 @@
+//! Verifying an export without the sources: `SHA256SUMS` recomputed (missing,
+//! unlisted and mismatching files), the manifest cross-checked against the
+//! files, and every exported VHDX re-read through `refpoint-vhdx` block by
+//! block and compared with the manifest's block digests and content digest.
+//!
+//! Corruption is reported, not raised: the result names each file and what
+//! is wrong with it (block index and byte offset for content). An
+//! [`EngineError`] is returned only when the input cannot be read at all.
+//!
+//! Attribution of block mismatches: if the digests recomputed from the VHDX
+//! reproduce the manifest's `content_digest`, the image is intact and the
+//! differing entries are errors *in the manifest* (reported on
+//! `refpoint-export.json`); otherwise they are reported on the VHDX.
+
+use std::collections::{BTreeMap, BTreeSet};
+use std::fmt;
+use std::fs;
+use std::io;
+use std::path::{Path, PathBuf};
+
+use rayon::prelude::*;
+use refpoint_vhdx::{Chain, ExtentSource};
+use serde::Serialize;
+
+use crate::digest::{
+    Sha256Digest, ZeroDigests, content_digest, file_digest, from_hex, sha256, to_hex,
+};
+use crate::error::{EngineError, ErrorContext, ErrorKind, io_kind};
+use crate::identity::guid_upper;
+use crate::manifest::{DiskRecord, Manifest, is_contained, parse_checksums};
+use crate::plan::{CHECKSUMS_FILE, MANIFEST_FILE};
+
+/// At most this many block mismatches are listed per file; the rest are counted.
+pub const MAX_LISTED_BLOCK_MISMATCHES: usize = 64;
+
+/// The input of [`verify`] cannot be read.
+#[derive(Debug, thiserror::Error)]
+pub enum VerifyError {
+    /// A file-system operation failed.
+    #[error("cannot {operation} '{}': {cause}", path.display())]
+    Io {
+        /// What was attempted.
+        operation: &'static str,
+        /// The file or directory.
+        path: PathBuf,
+        /// The OS error.
+        cause: io::Error,
+    },
+    /// The directory holds neither an export VM folder nor VM folders.
+    #[error("'{}' is neither an export VM folder nor an export directory containing one", path.display())]
+    NotAnExport {
+        /// The directory given.
+        path: PathBuf,
+    },
+}
+
+impl VerifyError {
+    pub(crate) fn kind(&self) -> ErrorKind {
+        match self {
+            VerifyError::Io { cause, .. } => io_kind(cause),
+            VerifyError::NotAnExport { .. } => ErrorKind::InvalidParameter,
+        }
+    }
+
+    pub(crate) fn context(&self) -> ErrorContext {
+        let (operation, path) = match self {
+            VerifyError::Io {
+                operation, path, ..
+            } => (*operation, path),
+            VerifyError::NotAnExport { path } => ("verify export", path),
+        };
+        ErrorContext {
+            operation,
+            path: Some(path.clone()),
+            ..ErrorContext::default()
+        }
+    }
+}
+
+fn io_err(operation: &'static str, path: &Path) -> impl FnOnce(io::Error) -> VerifyError {
+    let path = path.to_path_buf();
+    move |cause| VerifyError::Io {
+        operation,
+        path,
+        cause,
+    }
+}
+
+/// One problem with one file of an export.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+#[serde(tag = "finding", rename_all = "snake_case")]
+pub enum Finding {
+    /// Listed in `SHA256SUMS` or the manifest, absent on disk.
+    MissingFile,
+    /// Present in the VM folder, not listed in `SHA256SUMS`.
+    UnlistedFile,
+    /// A listed path leaves the VM folder (absolute, `..`); not opened.
+    UnsafePath,
+    /// The file's SHA-256 differs from its `SHA256SUMS` line.
+    ChecksumMismatch {
+        /// Digest in `SHA256SUMS`.
+        expected: String,
+        /// Digest of the file.
+        actual: String,
+    },
+    /// A line of `SHA256SUMS` is malformed.
+    ChecksumsInvalid {
+        /// 1-based line number.
+        line: usize,
+        /// What is wrong.
+        reason: String,
+    },
+    /// The manifest does not parse or is not `refpoint-export/1`.
+    ManifestInvalid {
+        /// The parse error.
+        reason: String,
+    },
+    /// A value recorded in the manifest differs from the file.
+    ManifestMismatch {
+        /// Manifest field, e.g. `disks[0].output.sha256` or `virtual_size`.
+        field: String,
+        /// Value in the manifest.
+        manifest: String,
+        /// Value found.
+        actual: String,
+    },
+    /// The exported VHDX does not open or read through `refpoint-vhdx`.
+    ImageInvalid {
+        /// The `refpoint-vhdx` error (names offset and rule).
+        reason: String,
+    },
+    /// One block's digest differs from the manifest.
+    BlockDigestMismatch {
+        /// Block index.
+        block: u64,
+        /// Virtual byte offset of the block.
+        offset: u64,
+        /// Digest in the manifest.
+        expected: String,
+        /// Digest recomputed from the image.
+        actual: String,
+    },
+    /// Further block mismatches beyond [`MAX_LISTED_BLOCK_MISMATCHES`].
+    MoreBlockMismatches {
+        /// How many more.
+        count: u64,
+    },
+    /// The content digest recomputed from the image differs from the manifest.
+    ContentDigestMismatch {
+        /// Digest in the manifest.
+        expected: String,
+        /// Digest recomputed.
+        actual: String,
+    },
+}
+
+impl fmt::Display for Finding {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match self {
+            Finding::MissingFile => write!(f, "missing"),
+            Finding::UnlistedFile => write!(f, "not listed in {CHECKSUMS_FILE}"),
+            Finding::UnsafePath => write!(f, "path leaves the export folder; not checked"),
+            Finding::ChecksumMismatch { expected, actual } => {
+                write!(
+                    f,
+                    "SHA-256 {actual} differs from {CHECKSUMS_FILE} ({expected})"
+                )
+            }
+            Finding::ChecksumsInvalid { line, reason } => write!(f, "line {line}: {reason}"),
+            Finding::ManifestInvalid { reason } => write!(f, "invalid manifest: {reason}"),
+            Finding::ManifestMismatch {
+                field,
+                manifest,
+                actual,
+            } => write!(f, "{field} is {actual}, the manifest says {manifest}"),
+            Finding::ImageInvalid { reason } => write!(f, "unreadable VHDX: {reason}"),
+            Finding::BlockDigestMismatch {
+                block,
+                offset,
+                expected,
+                actual,
+            } => write!(
+                f,
+                "block {block} (virtual offset {offset}) has SHA-256 {actual}, the manifest says {expected}"
+            ),
+            Finding::MoreBlockMismatches { count } => {
+                write!(f, "{count} more blocks differ")
+            }
+            Finding::ContentDigestMismatch { expected, actual } => write!(
+                f,
+                "content digest {actual} differs from the manifest ({expected})"
+            ),
+        }
+    }
+}
+
+/// Outcome for one file of an export (path relative to the VM folder).
+#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+pub struct FileReport {
+    /// Path relative to the VM folder, `/`-separated.
+    pub path: String,
+    /// Problems found; empty when the file verified.
+    pub findings: Vec<Finding>,
+}
+
+impl FileReport {
+    /// True when nothing is wrong with the file.
+    #[must_use]
+    pub fn is_ok(&self) -> bool {
+        self.findings.is_empty()
+    }
+}
+
+/// Outcome for one exported VM folder.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+pub struct FolderReport {
+    /// The VM folder.
+    pub folder: PathBuf,
+    /// Every file checked or expected, sorted by path.
+    pub files: Vec<FileReport>,
+}
+
+impl FolderReport {
+    /// True when every file verified.
+    #[must_use]
+    pub fn is_ok(&self) -> bool {
+        self.files.iter().all(FileReport::is_ok)
+    }
+}
+
+/// Result of [`verify`].
+#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+pub struct VerifyReport {
+    /// One entry per VM folder verified.
+    pub folders: Vec<FolderReport>,
+}
+
+impl VerifyReport {
+    /// True when every file of every folder verified.
+    #[must_use]
+    pub fn is_ok(&self) -> bool {
+        self.folders.iter().all(FolderReport::is_ok)
+    }
+
+    /// `(VM folder, file)` of every file with findings.
+    pub fn failures(&self) -> impl Iterator<Item = (&Path, &FileReport)> {
+        self.folders.iter().flat_map(|folder| {
+            folder
+                .files
+                .iter()
+                .filter(|f| !f.is_ok())
+                .map(move |f| (folder.folder.as_path(), f))
+        })
+    }
+}
+
+impl fmt::Display for VerifyReport {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        for folder in &self.folders {
+            for file in &folder.files {
+                let path = folder.folder.join(&file.path);
+                if file.is_ok() {
+                    writeln!(f, "{}: OK", path.display())?;
+                }
+                for finding in &file.findings {
+                    writeln!(f, "{}: FAILED: {finding}", path.display())?;
+                }
+            }
+        }
+        Ok(())
+    }
+}
+
+/// Verifies an export directory (every VM folder in it) or one VM folder.
+///
+/// # Errors
+/// [`VerifyError::Io`] when a directory cannot be listed or a present file
+/// cannot be read (`Failed`/`AccessDenied`); [`VerifyError::NotAnExport`]
+/// (`InvalidParameter`) when `dir` holds no export.
+pub fn verify(dir: &Path) -> Result<VerifyReport, EngineError> {
+    let meta = fs::metadata(dir).map_err(io_err("open", dir))?;
+    if !meta.is_dir() {
+        return Err(VerifyError::NotAnExport {
+            path: dir.to_path_buf(),
+        }
+        .into());
+    }
+    let folders = if is_vm_folder(dir) {
+        vec![dir.to_path_buf()]
+    } else {
+        let mut found = Vec::new();
+        for entry in fs::read_dir(dir).map_err(io_err("list", dir))? {
+            let entry = entry.map_err(io_err("list", dir))?;
+            let hidden = entry.file_name().to_string_lossy().starts_with('.');
+            let path = entry.path();
+            if !hidden && path.is_dir() && is_vm_folder(&path) {
+                found.push(path);
+            }
+        }
+        found.sort();
+        found
+    };
+    if folders.is_empty() {
+        return Err(VerifyError::NotAnExport {
+            path: dir.to_path_buf(),
+        }
+        .into());
+    }
+    let folders = folders
+        .iter()
+        .map(|f| verify_folder(f))
+        .collect::<Result<Vec<_>, EngineError>>()?;
+    Ok(VerifyReport { folders })
+}
+
+fn is_vm_folder(dir: &Path) -> bool {
+    dir.join(CHECKSUMS_FILE).is_file() || dir.join(MANIFEST_FILE).is_file()
+}
+
+/// Findings per relative path.
+#[derive(Debug, Default)]
+struct Findings(BTreeMap<String, Vec<Finding>>);
+
+impl Findings {
+    fn checked(&mut self, path: &str) {
+        self.0.entry(path.to_owned()).or_default();
+    }
+    fn add(&mut self, path: &str, finding: Finding) {
+        let list = self.0.entry(path.to_owned()).or_default();
+        if !list.contains(&finding) {
+            list.push(finding);
+        }
+    }
+}
+
+/// Relative paths (`/`-separated) of every regular file under `root`.
+fn list_files(root: &Path) -> Result<BTreeSet<String>, VerifyError> {
+    let mut out = BTreeSet::new();
+    let mut stack = vec![(root.to_path_buf(), String::new())];
+    while let Some((dir, prefix)) = stack.pop() {
+        for entry in fs::read_dir(&dir).map_err(io_err("list", &dir))? {
+            let entry = entry.map_err(io_err("list", &dir))?;
+            let name = entry.file_name().to_string_lossy().into_owned();
+            let rel = if prefix.is_empty() {
+                name
+            } else {
+                format!("{prefix}/{name}")
+            };
+            let kind = entry
+                .file_type()
+                .map_err(io_err("inspect", &entry.path()))?;
+            if kind.is_dir() {
+                stack.push((entry.path(), rel));
+            } else {
+                out.insert(rel);
+            }
+        }
+    }
+    Ok(out)
+}
+
+fn hash_file(path: &Path) -> Result<(Sha256Digest, u64), VerifyError> {
+    let mut buf = vec![0u8; 1024 * 1024];
+    file_digest(path, &mut buf, || Ok::<(), io::Error>(())).map_err(io_err("read", path))
+}
+
+fn verify_folder(folder: &Path) -> Result<FolderReport, EngineError> {
+    let mut findings = Findings::default();
+    let present = list_files(folder)?;
+
+    let sums_path = folder.join(CHECKSUMS_FILE);
+    let sums = match fs::read_to_string(&sums_path) {
+        Ok(text) => match parse_checksums(&text) {
+            Ok(entries) => entries,
+            Err(e) => {
+                findings.add(
+                    CHECKSUMS_FILE,
+                    Finding::ChecksumsInvalid {
+                        line: e.line,
+                        reason: e.reason,
+                    },
+                );
+                Vec::new()
+            }
+        },
+        Err(e) if e.kind() == io::ErrorKind::NotFound => {
+            findings.add(CHECKSUMS_FILE, Finding::MissingFile);
+            Vec::new()
+        }
+        Err(e) => return Err(io_err("read", &sums_path)(e).into()),
+    };
+    findings.checked(CHECKSUMS_FILE);
+
+    // Hash every listed, present, contained file (in parallel).
+    let to_hash: Vec<&str> = sums
+        .iter()
+        .map(|(p, _)| p.as_str())
+        .filter(|p| is_contained(p) && present.contains(*p))
+        .collect();
+    let hashed: BTreeMap<String, (Sha256Digest, u64)> = to_hash
+        .par_iter()
+        .map(|p| hash_file(&folder.join(p)).map(|h| ((*p).to_owned(), h)))
+        .collect::<Result<_, VerifyError>>()?;
+
+    for (path, expected) in &sums {
+        findings.checked(path);
+        if !is_contained(path) {
+            findings.add(path, Finding::UnsafePath);
+        } else if let Some((digest, _)) = hashed.get(path) {
+            let actual = to_hex(digest);
+            if &actual != expected {
+                findings.add(
+                    path,
+                    Finding::ChecksumMismatch {
+                        expected: expected.clone(),
+                        actual,
+                    },
+                );
+            }
+        } else {
+            findings.add(path, Finding::MissingFile);
+        }
+    }
+    let listed: BTreeSet<&str> = sums.iter().map(|(p, _)| p.as_str()).collect();
+    for path in &present {
+        if path != CHECKSUMS_FILE && !listed.contains(path.as_str()) {
+            findings.add(path, Finding::UnlistedFile);
+        }
+    }
+
+    verify_manifest(folder, &present, &hashed, &mut findings)?;
+
+    Ok(FolderReport {
+        folder: folder.to_path_buf(),
+        files: findings
+            .0
+            .into_iter()
+            .map(|(path, findings)| FileReport { path, findings })
+            .collect(),
+    })
+}
+
+/// Cross-checks the manifest against the files and re-reads every image.
+fn verify_manifest(
+    folder: &Path,
+    present: &BTreeSet<String>,
+    hashed: &BTreeMap<String, (Sha256Digest, u64)>,
+    findings: &mut Findings,
+) -> Result<(), EngineError> {
+    findings.checked(MANIFEST_FILE);
+    if !present.contains(MANIFEST_FILE) {
+        findings.add(MANIFEST_FILE, Finding::MissingFile);
+        return Ok(());
+    }
+    let manifest_path = folder.join(MANIFEST_FILE);
+    let text = fs::read(&manifest_path).map_err(io_err("read", &manifest_path))?;
+    let manifest = match std::str::from_utf8(&text)
+        .map_err(|e| e.to_string())
+        .and_then(Manifest::from_json)
+    {
+        Ok(m) => m,
+        Err(reason) => {
+            findings.add(MANIFEST_FILE, Finding::ManifestInvalid { reason });
+            return Ok(());
+        }
+    };
+
+    let mut files = vec![(
+        "config".to_owned(),
+        manifest.config.path.clone(),
+        manifest.config.size,
+        manifest.config.sha256.clone(),
+    )];
+    for (i, disk) in manifest.disks.iter().enumerate() {
+        files.push((
+            format!("disks[{i}].output"),
+            disk.output.path.clone(),
+            disk.output.size,
+            disk.output.sha256.clone(),
+        ));
+    }
+    for (field, path, size, sha) in &files {
+        findings.checked(path);
+        if !is_contained(path) {
+            findings.add(path, Finding::UnsafePath);
+            continue;
+        }
+        if !present.contains(path) {
+            findings.add(path, Finding::MissingFile);
+            continue;
+        }
+        let (digest, len) = match hashed.get(path) {
+            Some(h) => *h,
+            None => hash_file(&folder.join(path))?,
+        };
+        if len != *size {
+            findings.add(
+                path,
+                Finding::ManifestMismatch {
+                    field: format!("{field}.size"),
+                    manifest: size.to_string(),
+                    actual: len.to_string(),
+                },
+            );
+        }
+        if &to_hex(&digest) != sha {
+            findings.add(
+                path,
+                Finding::ManifestMismatch {
+                    field: format!("{field}.sha256"),
+                    manifest: sha.clone(),
+                    actual: to_hex(&digest),
+                },
+            );
+        }
+    }
+
+    for (i, disk) in manifest.disks.iter().enumerate() {
+        if is_contained(&disk.output.path) && present.contains(&disk.output.path) {
+            verify_disk(folder, i, disk, findings)?;
+        }
+    }
+    Ok(())
+}
+
+/// Re-reads one exported VHDX and compares geometry, identity and every block.
+fn verify_disk(
+    folder: &Path,
+    index: usize,
+    disk: &DiskRecord,
+    findings: &mut Findings,
+) -> Result<(), EngineError> {
+    let image = disk.output.path.as_str();
+    let field = |name: &str| format!("disks[{index}].{name}");
+
+    // The manifest's own digests.
+    let mut listed = Vec::with_capacity(disk.block_digests.len());
+    for (block, hex) in disk.block_digests.iter().enumerate() {
+        match from_hex(hex) {
+            Some(d) => listed.push(d),
+            None => {
+                findings.add(
+                    MANIFEST_FILE,
+                    Finding::ManifestInvalid {
+                        reason: format!(
+                            "{} is not a SHA-256 digest",
+                            field(&format!("block_digests[{block}]"))
+                        ),
+                    },
+                );
+                return Ok(());
+            }
+        }
+    }
+    let listed_content = to_hex(&content_digest(&listed));
+    if listed_content != disk.content_digest {
+        findings.add(
+            MANIFEST_FILE,
+            Finding::ManifestMismatch {
+                field: field("content_digest"),
+                manifest: disk.content_digest.clone(),
+                actual: format!("{listed_content} (over the manifest's block_digests)"),
+            },
+        );
+    }
+    let bs = u64::from(disk.block_size);
+    let expected_blocks = if bs == 0 {
+        0
+    } else {
+        disk.virtual_size.div_ceil(bs)
+    };
+    if listed.len() as u64 != expected_blocks {
+        findings.add(
+            MANIFEST_FILE,
+            Finding::ManifestMismatch {
+                field: field("block_digests.len"),
+                manifest: listed.len().to_string(),
+                actual: format!("{expected_blocks} blocks in {} bytes", disk.virtual_size),
+            },
+        );
+        return Ok(());
+    }
+
+    let path = folder.join(image);
+    let chain = match Chain::from_paths(std::slice::from_ref(&path)) {
+        Ok(c) => c,
+        Err(e) => {
+            findings.add(
+                image,
+                Finding::ImageInvalid {
+                    reason: e.to_string(),
+                },
+            );
+            return Ok(());
+        }
+    };
+    let leaf = chain.leaf();
+    let g = leaf.geometry();
+    let checks = [
+        (
+            "virtual_size",
+            disk.virtual_size.to_string(),
+            g.virtual_size.to_string(),
+        ),
+        (
+            "block_size",
+            disk.block_size.to_string(),
+            g.block_size.to_string(),
+        ),
+        (
+            "logical_sector_size",
+            disk.logical_sector_size.to_string(),
+            g.logical_sector_size.to_string(),
+        ),
+        (
+            "physical_sector_size",
+            disk.physical_sector_size.to_string(),
+            g.physical_sector_size.to_string(),
+        ),
+        (
+            "virtual_disk_id",
+            disk.virtual_disk_id.to_ascii_uppercase(),
+            guid_upper(leaf.virtual_disk_id()),
+        ),
+        (
+            "output.data_write_guid",
+            disk.output.data_write_guid.to_ascii_uppercase(),
+            guid_upper(leaf.data_write_guid()),
+        ),
+        ("has_parent", "false".to_owned(), g.has_parent.to_string()),
+    ];
+    let mut aligned = true;
+    for (name, manifest, actual) in checks {
+        if manifest != actual {
+            if name == "virtual_size" || name == "block_size" || name == "has_parent" {
+                aligned = false;
+            }
+            findings.add(
+                image,
+                Finding::ManifestMismatch {
+                    field: field(name),
+                    manifest,
+                    actual,
+                },
+            );
+        }
+    }
+    if !aligned {
+        return Ok(());
+    }
+
+    let recomputed = match recompute_digests(&chain, disk.virtual_size, bs) {
+        Ok(d) => d,
+        Err(reason) => {
+            findings.add(image, Finding::ImageInvalid { reason });
+            return Ok(());
+        }
+    };
+    let actual_content = content_digest(&recomputed);
+    // Intact image + wrong manifest entries → blame the manifest.
+    let blame = if to_hex(&actual_content) == disk.content_digest {
+        MANIFEST_FILE
+    } else {
+        findings.add(
+            image,
+            Finding::ContentDigestMismatch {
+                expected: disk.content_digest.clone(),
+                actual: to_hex(&actual_content),
+            },
+        );
+        image
+    };
+    let mut mismatches = 0usize;
+    for (block, (want, got)) in listed.iter().zip(&recomputed).enumerate() {
+        if want == got {
+            continue;
+        }
+        mismatches += 1;
+        if mismatches <= MAX_LISTED_BLOCK_MISMATCHES {
+            let block = block as u64;
+            findings.add(
+                blame,
+                Finding::BlockDigestMismatch {
+                    block,
+                    offset: block.saturating_mul(bs),
+                    expected: to_hex(want),
+                    actual: to_hex(got),
+                },
+            );
+        }
+    }
+    if mismatches > MAX_LISTED_BLOCK_MISMATCHES {
+        findings.add(
+            blame,
+            Finding::MoreBlockMismatches {
+                count: (mismatches - MAX_LISTED_BLOCK_MISMATCHES) as u64,
+            },
+        );
+    }
+    Ok(())
+}
+
+/// Block digests of a VHDX read through `refpoint-vhdx`: blocks the image
+/// maps entirely to zero are not read; others are read whole and hashed.
+fn recompute_digests(
+    chain: &Chain,
+    virtual_size: u64,
+    block_size: u64,
+) -> Result<Vec<Sha256Digest>, String> {
+    let zeros = ZeroDigests::new(virtual_size, block_size);
+    let count = virtual_size.div_ceil(block_size.max(1));
+    let len_usize = usize::try_from(block_size).map_err(|e| e.to_string())?;
+    (0..count)
+        .into_par_iter()
+        .map_init(
+            || {
+                let mut buf = Vec::new();
+                buf.try_reserve_exact(len_usize).map(|()| {
+                    buf.resize(len_usize, 0);
+                    buf
+                })
+            },
+            |buf, block| {
+                let buf = buf
+                    .as_mut()
+                    .map_err(|_| format!("cannot allocate a {block_size}-byte buffer"))?;
+                let offset = block * block_size;
+                let len = virtual_size.saturating_sub(offset).min(block_size);
+                let extents = chain
+                    .map_range(offset, len)
+                    .map_err(|e| format!("block {block}: {e}"))?;
+                if extents
+                    .iter()
+                    .all(|e| matches!(e.source, ExtentSource::Zero))
+                {
+                    return Ok(zeros.for_len(len));
+                }
+                let dst = buf
+                    .get_mut(..usize::try_from(len).unwrap_or(usize::MAX))
+                    .ok_or_else(|| format!("block {block}: length {len} exceeds the buffer"))?;
+                chain
+                    .read_at(offset, dst)
+                    .map_err(|e| format!("block {block} (virtual offset {offset}): {e}"))?;
+                Ok(sha256(dst))
+            },
+        )
+        .collect()
+}
