@@ -121,49 +121,53 @@ impl MsvmError {
     }
 
     /// The instance, with every property present (NULL when unset).
+    ///
+    /// C0 control characters other than tab, line feed and carriage return
+    /// cannot appear in XML 1.0 documents, not even as character references,
+    /// so in the text fields they are written visibly as `\xNN` (a path
+    /// `bad\u{1}name` becomes `bad\x01name`): `GetErrorEx` output must parse
+    /// with any XML parser.
     pub fn to_instance(&self) -> Instance {
+        let s = |v: &Option<String>| v.as_deref().map(visible_controls);
+        let list = |v: &[String]| {
+            v.iter()
+                .map(|x| visible_controls(x))
+                .collect::<Vec<String>>()
+        };
         let mut i = Instance::new(MSVM_ERROR)
             .with("ErrorType", self.error_type)
-            .with_typed(
-                "OtherErrorType",
-                self.other_error_type.as_deref(),
-                CimType::String,
-            )
-            .with_typed(
-                "OwningEntity",
-                self.owning_entity.as_deref(),
-                CimType::String,
-            )
-            .with_typed("MessageID", self.message_id.as_deref(), CimType::String)
-            .with("Message", self.message.as_str())
+            .with_typed("OtherErrorType", s(&self.other_error_type), CimType::String)
+            .with_typed("OwningEntity", s(&self.owning_entity), CimType::String)
+            .with_typed("MessageID", s(&self.message_id), CimType::String)
+            .with("Message", visible_controls(&self.message))
             .with_typed(
                 "MessageArguments",
-                self.message_arguments.as_slice(),
+                list(&self.message_arguments),
                 CimType::String,
             )
             .with("PerceivedSeverity", self.perceived_severity)
             .with("ProbableCause", self.probable_cause)
             .with_typed(
                 "ProbableCauseDescription",
-                self.probable_cause_description.as_deref(),
+                s(&self.probable_cause_description),
                 CimType::String,
             )
             .with_typed(
                 "RecommendedActions",
-                self.recommended_actions.as_slice(),
+                list(&self.recommended_actions),
                 CimType::String,
             )
-            .with_typed("ErrorSource", self.error_source.as_deref(), CimType::String)
+            .with_typed("ErrorSource", s(&self.error_source), CimType::String)
             .with("ErrorSourceFormat", self.error_source_format)
             .with_typed(
                 "OtherErrorSourceFormat",
-                self.other_error_source_format.as_deref(),
+                s(&self.other_error_source_format),
                 CimType::String,
             )
             .with("CIMStatusCode", self.cim_status_code)
             .with_typed(
                 "CIMStatusCodeDescription",
-                self.cim_status_code_description.as_deref(),
+                s(&self.cim_status_code_description),
                 CimType::String,
             );
         // Arrays keep their PROPERTY.ARRAY form even when empty.
@@ -224,4 +228,17 @@ impl From<&MsvmError> for Instance {
     fn from(e: &MsvmError) -> Instance {
         e.to_instance()
     }
+}
+
+/// Replaces C0 controls other than `\t`, `\n`, `\r` by the visible text `\xNN`.
+fn visible_controls(text: &str) -> String {
+    let mut out = String::with_capacity(text.len());
+    for c in text.chars() {
+        if u32::from(c) < 0x20 && !matches!(c, '\t' | '\n' | '\r') {
+            out.push_str(&format!("\\x{:02x}", u32::from(c)));
+        } else {
+            out.push(c);
+        }
+    }
+    out
 }

@@ -6,8 +6,12 @@
 //! booleans are `TRUE`/`FALSE`; embedded instances are escaped text; a property
 //! with [`Property::embedded_instance`] set and no such qualifier gets an
 //! `EmbeddedInstance` qualifier. Characters XML would normalise away (`\r`,
-//! `\t`/`\n` in attributes, other C0 controls) are written as character
-//! references so text round-trips exactly.
+//! `\t`/`\n` in attributes) are written as character references so text
+//! round-trips exactly. Other C0 controls (U+0001..U+001F) are also written as
+//! character references: refpoint's reader accepts them (as XML 1.1 does), but
+//! strict XML 1.0 parsers reject such documents and U+0000 cannot be written
+//! at all (the reader rejects `&#0;`). Text meant for other tools, such as
+//! [`MsvmError`](crate::MsvmError) messages, replaces them with visible `\xNN`.
 
 use std::fmt::Write as _;
 
