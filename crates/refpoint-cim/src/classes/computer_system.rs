@@ -46,7 +46,7 @@ impl ComputerSystem {
     /// [`CimError::WrongClass`], [`CimError::TypeMismatch`],
     /// [`CimError::MissingProperty`] for a missing `Name`.
     pub fn from_instance(inst: &Instance) -> Result<Self, CimError> {
-        inst.expect_class(COMPUTER_SYSTEM)?;
+        super::expect_model_class(inst, COMPUTER_SYSTEM)?;
         Ok(ComputerSystem {
             name: required(inst, "Name", inst.get_string("Name")?)?,
             element_name: inst.get_string("ElementName")?.unwrap_or_default(),

@@ -47,7 +47,7 @@ impl ReferencePointExportSettingData {
     ///   `string` or `DisksToExport` not a `string[]`;
     /// * [`CimError::Path`] (→ 32773) if `BaseReferencePoint` is not an object path.
     pub fn from_instance(inst: &Instance) -> Result<Self, CimError> {
-        inst.expect_class(EXPORT_SETTING_DATA)?;
+        super::expect_model_class(inst, EXPORT_SETTING_DATA)?;
         Ok(ReferencePointExportSettingData {
             instance_id: inst.get_string("InstanceID")?,
             base_reference_point: optional_path(inst, "BaseReferencePoint")?,
@@ -106,7 +106,7 @@ impl VirtualMachineToDisks {
     /// [`CimError::WrongClass`], [`CimError::TypeMismatch`],
     /// [`CimError::MissingProperty`] for a missing `VirtualMachineId`.
     pub fn from_instance(inst: &Instance) -> Result<Self, CimError> {
-        inst.expect_class(VIRTUAL_MACHINE_TO_DISKS)?;
+        super::expect_model_class(inst, VIRTUAL_MACHINE_TO_DISKS)?;
         Ok(VirtualMachineToDisks {
             virtual_machine_id: super::required(
                 inst,
@@ -145,7 +145,7 @@ impl CollectionReferencePointExportSettingData {
     /// [`CimError::WrongClass`] (also for a nested element of another class),
     /// [`CimError::TypeMismatch`], [`CimError::Path`], [`CimError::Embedded`].
     pub fn from_instance(inst: &Instance) -> Result<Self, CimError> {
-        inst.expect_class(COLLECTION_EXPORT_SETTING_DATA)?;
+        super::expect_model_class(inst, COLLECTION_EXPORT_SETTING_DATA)?;
         let items = inst
             .get_embedded_array("VirtualMachinesToDisksToExport")?
             .unwrap_or_default()
@@ -247,6 +247,28 @@ mod tests {
     }
 
     #[test]
+    fn unknown_class_is_32773() {
+        let xml = r#"<INSTANCE CLASSNAME="Contoso_ExportSettings"></INSTANCE>"#;
+
+        let err = ReferencePointExportSettingData::from_embedded(xml).unwrap_err();
+
+        assert_eq!(
+            err,
+            CimError::UnknownClass {
+                class: "Contoso_ExportSettings".into()
+            }
+        );
+        assert_eq!(err.return_code(), 32773);
+    }
+
+    #[test]
+    fn class_name_compares_case_insensitively() {
+        let xml = r#"<INSTANCE CLASSNAME="msvm_virtualsystemreferencepointexportsettingdata"></INSTANCE>"#;
+
+        assert!(ReferencePointExportSettingData::from_embedded(xml).is_ok());
+    }
+
+    #[test]
     fn disks_to_export_as_scalar_is_32776() {
         let xml = r#"<INSTANCE CLASSNAME="Msvm_VirtualSystemReferencePointExportSettingData"><PROPERTY NAME="DisksToExport" TYPE="string"><VALUE>x</VALUE></PROPERTY></INSTANCE>"#;
 
@@ -325,7 +347,7 @@ mod tests {
 
     #[test]
     fn nested_element_of_wrong_class_is_32776() {
-        let bad = Instance::new("Msvm_Other").with("VirtualMachineId", "x");
+        let bad = Instance::new("Msvm_ComputerSystem").with("VirtualMachineId", "x");
         let inst = Instance::new(COLLECTION_EXPORT_SETTING_DATA).with_embedded_array(
             "VirtualMachinesToDisksToExport",
             VIRTUAL_MACHINE_TO_DISKS,

@@ -89,7 +89,7 @@ impl VirtualSystemReferencePoint {
     /// [`CimError::MissingProperty`] for missing keys, and
     /// [`CimError::InvalidValue`] when the two identifier arrays differ in length.
     pub fn from_instance(inst: &Instance) -> Result<Self, CimError> {
-        inst.expect_class(REFERENCE_POINT)?;
+        super::expect_model_class(inst, REFERENCE_POINT)?;
         let rp = VirtualSystemReferencePoint {
             instance_id: required(inst, "InstanceID", inst.get_string("InstanceID")?)?,
             virtual_system_identifier: required(

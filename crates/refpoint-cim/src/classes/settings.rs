@@ -86,7 +86,7 @@ impl VirtualSystemSettingData {
     /// [`CimError::WrongClass`], [`CimError::TypeMismatch`],
     /// [`CimError::MissingProperty`] for a missing `InstanceID`.
     pub fn from_instance(inst: &Instance) -> Result<Self, CimError> {
-        inst.expect_class(VIRTUAL_SYSTEM_SETTING_DATA)?;
+        super::expect_model_class(inst, VIRTUAL_SYSTEM_SETTING_DATA)?;
         Ok(VirtualSystemSettingData {
             instance_id: required(inst, "InstanceID", inst.get_string("InstanceID")?)?,
             element_name: inst.get_string("ElementName")?.unwrap_or_default(),
@@ -165,7 +165,7 @@ impl StorageAllocationSettingData {
     /// [`CimError::WrongClass`], [`CimError::TypeMismatch`],
     /// [`CimError::MissingProperty`] for a missing `InstanceID` or `ResourceType`.
     pub fn from_instance(inst: &Instance) -> Result<Self, CimError> {
-        inst.expect_class(STORAGE_ALLOCATION_SETTING_DATA)?;
+        super::expect_model_class(inst, STORAGE_ALLOCATION_SETTING_DATA)?;
         Ok(StorageAllocationSettingData {
             instance_id: required(inst, "InstanceID", inst.get_string("InstanceID")?)?,
             host_resource: inst.get_string_array("HostResource")?.unwrap_or_default(),
