@@ -444,4 +444,35 @@ mod tests {
             ])
         );
     }
+
+    #[test]
+    fn snapshot_of_imported_windows_chain_keeps_its_content() {
+        let mut f = Fixture::new();
+        let (child, _) = super::common::specimen_chain(&f.tmp.path().join("chain"));
+        f.host
+            .import_vm("Generation 1", child.parent().unwrap())
+            .unwrap();
+        let len = 8 * MIB;
+        let before = super::common::dissect_read(&child, 0, len);
+        assert!(
+            before.iter().any(|&b| b != 0),
+            "specimen region must hold data"
+        );
+
+        let snap = f
+            .host
+            .create_snapshot("Generation 1", SNAPSHOT_TYPE_RECOVERY)
+            .unwrap()
+            .clone();
+
+        let vm = f.host.vm("Generation 1").unwrap();
+        assert_eq!(vm.disks[0].chain.len(), 3);
+        let usize_len = usize::try_from(len).unwrap();
+        let frozen = snap.disks[0].open_chain().unwrap();
+        let active = vm.disks[0].open_chain().unwrap();
+        assert!(super::common::chain_read(&frozen, 0, usize_len) == before);
+        assert!(super::common::chain_read(&active, 0, usize_len) == before);
+        assert!(super::common::dissect_read(vm.disks[0].active_leaf(), 0, len) == before);
+        assert!(libvhdi_accepts_parent(vm.disks[0].active_leaf(), &child));
+    }
 }

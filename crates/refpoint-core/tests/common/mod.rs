@@ -87,13 +87,13 @@ pub fn specimen_chain(dir: &Path) -> (PathBuf, PathBuf) {
     const PARENT: &str = "Generation 1_49C4BAF3-4B25-4406-8C4B-D39E65C32385.avhdx";
     const CHILD: &str = "differencing.avhdx";
     let sources = [
-        Path::new(env!("CARGO_MANIFEST_DIR")).join("../../fixtures/specimens/chain"),
+        Path::new(env!("CARGO_MANIFEST_DIR")).join("../../fixtures/specimens"),
         PathBuf::from("/work/shared/specimens/chain"),
     ];
     let src = sources
         .iter()
         .find(|s| s.join(format!("{CHILD}.gz")).exists())
-        .expect("specimen chain (.gz) in fixtures/specimens/chain or /work/shared/specimens/chain");
+        .expect("specimen chain (.gz) in fixtures/specimens or /work/shared/specimens/chain");
     std::fs::create_dir_all(dir).unwrap();
     for name in [PARENT, CHILD] {
         let out = Command::new("gzip")
@@ -170,18 +170,39 @@ pub fn instances(xml: &str) -> Vec<refpoint_cim::Instance> {
 /// child whose sector bitmap block is SB_BLOCK_NOT_PRESENT (valid per
 /// MS-VHDX §2.5.1.2), which is what a fresh differencing file holds.
 pub fn dissect_distinct_bytes(leaf: &Path, offset: u64, len: u64) -> Vec<u8> {
+    distinct(&dissect_read(leaf, offset, len))
+}
+
+/// Reads `[offset, offset+len)` of the chain whose leaf is `leaf` with
+/// dissect.hypervisor.
+pub fn dissect_read(leaf: &Path, offset: u64, len: u64) -> Vec<u8> {
     let script = "import sys\n\
         from dissect.hypervisor.disk.vhdx import VHDX\n\
         v = VHDX(sys.argv[1]); v.seek(int(sys.argv[2])); d = v.read(int(sys.argv[3]))\n\
         assert len(d) == int(sys.argv[3]), len(d)\n\
-        print(' '.join(str(b) for b in sorted(set(d))))\n";
-    let out = run(Command::new("python3")
+        sys.stdout.buffer.write(d)\n";
+    let out = Command::new("python3")
         .arg("-c")
         .arg(script)
         .arg(leaf)
         .arg(offset.to_string())
-        .arg(len.to_string()));
-    out.split_whitespace().map(|b| b.parse().unwrap()).collect()
+        .arg(len.to_string())
+        .output()
+        .unwrap();
+    assert!(
+        out.status.success(),
+        "dissect: {}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    out.stdout
+}
+
+fn distinct(data: &[u8]) -> Vec<u8> {
+    let mut seen = [false; 256];
+    for b in data {
+        seen[usize::from(*b)] = true;
+    }
+    (0..=255u8).filter(|b| seen[usize::from(*b)]).collect()
 }
 
 /// Whether libvhdi (`pyvhdi`) accepts `parent` as the parent of `child`
@@ -205,11 +226,12 @@ pub fn libvhdi_accepts_parent(child: &Path, parent: &Path) -> bool {
 /// Reads `[offset, offset+len)` through a refpoint-vhdx chain and returns the
 /// distinct byte values found, sorted.
 pub fn chain_distinct_bytes(chain: &refpoint_vhdx::Chain, offset: u64, len: usize) -> Vec<u8> {
+    distinct(&chain_read(chain, offset, len))
+}
+
+/// Reads `[offset, offset+len)` through a refpoint-vhdx chain.
+pub fn chain_read(chain: &refpoint_vhdx::Chain, offset: u64, len: usize) -> Vec<u8> {
     let mut buf = vec![0u8; len];
     chain.read_at(offset, &mut buf).unwrap();
-    let mut seen = [false; 256];
-    for b in buf {
-        seen[usize::from(b)] = true;
-    }
-    (0..=255u8).filter(|b| seen[usize::from(*b)]).collect()
+    buf
 }
