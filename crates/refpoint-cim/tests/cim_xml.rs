@@ -584,4 +584,37 @@ mod tests {
 
         assert_eq!(inst.class_name, "C");
     }
+
+    /// Constructed in the shape of GetText_(1) output recorded from a Hyper-V
+    /// host (hyperv-api.md §6.1, [NOVA-STUBS]): system properties, doubled
+    /// backslashes in `__RELPATH`, an empty `PROPERTY.ARRAY` for a NULL array,
+    /// a zero interval in a `datetime`, NULL datetime and boolean.
+    const RECORDED_SHAPE: &str = r#"<INSTANCE CLASSNAME="Msvm_MemorySettingData"><PROPERTY NAME="__PATH" CLASSORIGIN="___SYSTEM" TYPE="string"><VALUE>\\HOSTA\root\virtualization:Msvm_MemorySettingData.InstanceID="Microsoft:11111111-2222-3333-4444-555555555555\\4764334d-e001-4176-82ee-5594ec9b530e"</VALUE></PROPERTY><PROPERTY NAME="__RELPATH" CLASSORIGIN="___SYSTEM" TYPE="string"><VALUE>Msvm_MemorySettingData.InstanceID="Microsoft:11111111-2222-3333-4444-555555555555\\4764334d-e001-4176-82ee-5594ec9b530e"</VALUE></PROPERTY><PROPERTY NAME="__GENUS" CLASSORIGIN="___SYSTEM" TYPE="sint32"><VALUE>2</VALUE></PROPERTY><PROPERTY NAME="AutomaticAllocation" CLASSORIGIN="CIM_ResourceAllocationSettingData" TYPE="boolean"><VALUE>TRUE</VALUE></PROPERTY><PROPERTY NAME="ThreadsEnabled" CLASSORIGIN="Msvm_ProcessorSettingData" TYPE="boolean"></PROPERTY><PROPERTY.ARRAY NAME="HostResource" CLASSORIGIN="CIM_ResourceAllocationSettingData" TYPE="string"></PROPERTY.ARRAY><PROPERTY NAME="AutomaticStartupActionDelay" CLASSORIGIN="Msvm_VirtualSystemGlobalSettingData" PROPAGATED="true" TYPE="datetime"><VALUE>00000000000000.000000:000</VALUE></PROPERTY><PROPERTY NAME="CreationTime" CLASSORIGIN="CIM_VirtualSystemSettingData" PROPAGATED="true" TYPE="datetime"></PROPERTY><PROPERTY NAME="InstanceID" CLASSORIGIN="CIM_SettingData" TYPE="string"><VALUE>Microsoft:11111111-2222-3333-4444-555555555555\4764334d-e001-4176-82ee-5594ec9b530e</VALUE></PROPERTY><PROPERTY NAME="Limit" CLASSORIGIN="CIM_ResourceAllocationSettingData" TYPE="uint64"><VALUE>512</VALUE></PROPERTY></INSTANCE>"#;
+
+    #[test]
+    fn recorded_get_text_shape_reads_every_property() {
+        let inst = Instance::from_xml(RECORDED_SHAPE).unwrap();
+        let relpath: ObjectPath = inst
+            .get_string("__RELPATH")
+            .unwrap()
+            .unwrap()
+            .parse()
+            .unwrap();
+        let instance_id = inst.get_string("InstanceID").unwrap().unwrap();
+
+        assert_eq!(relpath.key("InstanceID"), Some(instance_id.as_str()));
+        assert_eq!(
+            inst.system_path().unwrap().unwrap().server.as_deref(),
+            Some("HOSTA")
+        );
+        assert_eq!(inst.get_bool("AutomaticAllocation").unwrap(), Some(true));
+        assert_eq!(inst.get_bool("ThreadsEnabled").unwrap(), None);
+        assert_eq!(inst.get_string_array("HostResource").unwrap(), None);
+        assert_eq!(
+            inst.get_interval("AutomaticStartupActionDelay").unwrap(),
+            Some(CimInterval::ZERO)
+        );
+        assert_eq!(inst.get_datetime("CreationTime").unwrap(), None);
+        assert_eq!(inst.get_u64("Limit").unwrap(), Some(512));
+    }
 }

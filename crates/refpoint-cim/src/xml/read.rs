@@ -24,12 +24,14 @@ pub(crate) fn instance(el: &Element) -> Result<Instance, CimError> {
         }));
     }
     let mut inst = Instance::new(el.required("CLASSNAME")?);
+    // Names seen so far, lower-cased: keeps the duplicate check linear.
+    let mut seen = std::collections::HashSet::new();
     for child in el.elements()? {
         match child.name.as_str() {
             "QUALIFIER" => inst.qualifiers.push(qualifier(child)?),
             "PROPERTY" | "PROPERTY.ARRAY" | "PROPERTY.REFERENCE" => {
                 let p = property(&inst.class_name, child)?;
-                if inst.property(&p.name).is_some() {
+                if !seen.insert(p.name.to_ascii_lowercase()) {
                     return Err(child.err(XmlError::DuplicateProperty { property: p.name }));
                 }
                 inst.properties.push(p);
