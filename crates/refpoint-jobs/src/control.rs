@@ -627,4 +627,67 @@ mod tests {
 
         assert_eq!(c.lock().time_of_last_state_change, before);
     }
+
+    #[test]
+    fn terminate_before_begin_stops_the_job_before_the_work_runs() {
+        let c = JobControl::new(true);
+
+        let code = c.request_state_change(RequestedState::Terminate);
+        let begun = c.begin();
+        c.finish(Err(JobFailure::Interrupted(Interrupted::Terminated)));
+
+        assert_eq!(code, RequestStateChangeCode::TransitionStarted);
+        assert_eq!(begun, Err(Interrupted::Terminated));
+        assert_eq!(c.state(), JobState::Terminated);
+        assert!(c.lock().start_time.is_none());
+    }
+
+    #[test]
+    fn kill_before_begin_stops_the_job_before_the_work_runs() {
+        let c = JobControl::new(true);
+
+        c.request_state_change(RequestedState::Kill);
+        let begun = c.begin();
+        c.finish(Err(JobFailure::Interrupted(Interrupted::Killed)));
+
+        assert_eq!(begun, Err(Interrupted::Killed));
+        assert_eq!(c.state(), JobState::Killed);
+    }
+
+    #[test]
+    fn failure_records_error_fields_and_exception() {
+        let c = running();
+
+        c.finish(Err(JobFailure::failed(
+            ReturnCodeA::AccessDenied,
+            "cannot write /exports",
+        )));
+
+        let g = c.lock();
+        assert_eq!(g.state, JobState::Exception);
+        let e = g.error.as_ref().unwrap();
+        assert_eq!(e.code, ReturnCodeA::AccessDenied);
+        assert_eq!(e.summary, "Access Denied");
+        assert_eq!(e.description, "cannot write /exports");
+    }
+
+    #[test]
+    fn work_finishing_after_terminate_request_still_completes() {
+        let c = running();
+        c.request_state_change(RequestedState::Terminate);
+
+        c.finish(Ok(JobOutput::default()));
+
+        assert_eq!(c.state(), JobState::Completed);
+    }
+
+    #[test]
+    fn state_changes_are_published_to_subscribers() {
+        let c = JobControl::new(true);
+        let rx = c.subscribe();
+
+        c.begin().unwrap();
+
+        assert_eq!(*rx.borrow(), JobState::Running);
+    }
 }
