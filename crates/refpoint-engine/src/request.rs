@@ -339,6 +339,102 @@ fn check_disk(disk: &DiskExport) -> Result<(), RequestError> {
 mod tests {
     use super::*;
 
+    fn valid_request(dir: &Path) -> ExportRequest {
+        ExportRequest {
+            export_directory: dir.to_path_buf(),
+            vm_name: Uuid::nil(),
+            vm_element_name: "vm".to_owned(),
+            reference_point: ReferencePointIdentity {
+                instance_id: "rp".to_owned(),
+                virtual_system_identifier: "vm".to_owned(),
+                rct_ids: Vec::new(),
+            },
+            base: None,
+            settings_xml: String::new(),
+            disks: vec![DiskExport {
+                instance_id: "disk-0".to_owned(),
+                file_stem: "d0".to_owned(),
+                chain: vec![PathBuf::from("/sources/d0.vhdx")],
+                expected_data_write_guids: vec![Uuid::nil()],
+            }],
+            job_id: Uuid::nil(),
+        }
+    }
+
+    #[test]
+    fn validate_accepts_valid_request() {
+        let dir = tempfile::tempdir().expect("tempdir");
+
+        assert!(valid_request(dir.path()).validate().is_ok());
+    }
+
+    #[test]
+    fn validate_export_directory_that_is_a_file_is_not_a_directory() {
+        let dir = tempfile::tempdir().expect("tempdir");
+        let file = dir.path().join("file");
+        std::fs::write(&file, b"x").expect("write file");
+
+        let result = valid_request(&file).validate();
+
+        assert!(matches!(
+            result,
+            Err(RequestError::ExportDirectoryNotADirectory { .. })
+        ));
+    }
+
+    #[test]
+    fn validate_file_stem_with_backslash_is_invalid_file_stem() {
+        let dir = tempfile::tempdir().expect("tempdir");
+        let mut req = valid_request(dir.path());
+        req.disks[0].file_stem = "a\\b".to_owned();
+
+        let result = req.validate();
+
+        assert!(matches!(
+            result,
+            Err(RequestError::InvalidFileStem {
+                rule: NameRule::Backslash,
+                ..
+            })
+        ));
+    }
+
+    #[test]
+    fn validate_same_disk_twice_is_duplicate_disk() {
+        let dir = tempfile::tempdir().expect("tempdir");
+        let mut req = valid_request(dir.path());
+        let mut again = req.disks[0].clone();
+        again.file_stem = "other".to_owned();
+        req.disks.push(again);
+
+        let result = req.validate();
+
+        assert!(matches!(result, Err(RequestError::DuplicateDisk { .. })));
+    }
+
+    #[test]
+    fn validate_empty_chain_is_empty_chain() {
+        let dir = tempfile::tempdir().expect("tempdir");
+        let mut req = valid_request(dir.path());
+        req.disks[0].chain.clear();
+        req.disks[0].expected_data_write_guids.clear();
+
+        let result = req.validate();
+
+        assert!(matches!(result, Err(RequestError::EmptyChain { .. })));
+    }
+
+    #[test]
+    fn validate_relative_chain_path_is_invalid_chain_path() {
+        let dir = tempfile::tempdir().expect("tempdir");
+        let mut req = valid_request(dir.path());
+        req.disks[0].chain = vec![PathBuf::from("relative.vhdx")];
+
+        let result = req.validate();
+
+        assert!(matches!(result, Err(RequestError::InvalidChainPath { .. })));
+    }
+
     #[test]
     fn check_name_accepts_spaces_and_unicode() {
         assert_eq!(check_name("Web Server 01 (prod) – ü"), Ok(()));

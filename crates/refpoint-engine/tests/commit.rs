@@ -199,6 +199,40 @@ mod tests {
     }
 
     #[test]
+    fn source_truncated_after_planning_fails_naming_block_and_leaves_nothing() {
+        let tmp = tempfile::tempdir().expect("tempdir");
+        let source = standard_source(tmp.path());
+        let exports = tmp.path().join("exports");
+        let req = request(
+            &exports,
+            vec![disk("disk-0", "d", std::slice::from_ref(&source))],
+        );
+        let planned = plan(&req).expect("plan");
+        // Cut the file inside the metadata area: every payload read hits EOF.
+        std::fs::OpenOptions::new()
+            .write(true)
+            .open(&source)
+            .expect("open source")
+            .set_len(3 * MIB)
+            .expect("truncate");
+
+        let err = execute(planned, &Unattended, &config()).expect_err("read fails");
+
+        assert_eq!(err.kind(), ErrorKind::Failed);
+        assert!(matches!(
+            err.detail(),
+            ErrorDetail::Source(SourceError::Read { .. })
+        ));
+        assert_eq!(err.context().disk.as_deref(), Some("disk-0"));
+        assert!(err.offset().is_some());
+        assert!(
+            entries(&exports).is_empty(),
+            "left: {:?}",
+            entries(&exports)
+        );
+    }
+
+    #[test]
     fn missing_source_file_fails_naming_it() {
         let tmp = tempfile::tempdir().expect("tempdir");
         let missing = tmp.path().join("gone.vhdx");

@@ -391,8 +391,18 @@ mod tests {
             execute(plan(&req).expect("plan"), &Unattended, &config()).expect("export")
         };
 
-        let first = manifest_of(&export("one"));
-        let second = manifest_of(&export("two"));
+        let one = export("one");
+        let two = export("two");
+
+        let first = manifest_of(&one);
+        let second = manifest_of(&two);
+        let layout = |o: &ExportOutcome| {
+            let f = VhdxFile::open(&o.disks[0].path).expect("open output");
+            (0..5)
+                .map(|b| f.payload_state(b).expect("BAT entry"))
+                .collect::<Vec<_>>()
+        };
+        assert_eq!(layout(&one), layout(&two));
 
         assert_eq!(first.disks[0].block_digests, second.disks[0].block_digests);
         assert_eq!(
