@@ -127,6 +127,22 @@ impl ImageBuilder {
     /// `InvalidArgument` with a [`CreateError`] for invalid options, an
     /// existing `path` or an unstorable parent path; `Io` on write failure.
     pub fn create(path: &Path, opts: &CreateOptions, kind: BuilderKind) -> Result<ImageBuilder> {
+        Self::create_for(path, path, opts, kind)
+    }
+
+    /// As [`ImageBuilder::create`], for a file that the caller will move to
+    /// `final_path` after [`ImageBuilder::finish`] (e.g. out of a staging
+    /// directory): a differencing file's `relative_path` is computed from
+    /// the directory of `final_path`, so it stays valid after the move.
+    ///
+    /// # Errors
+    /// As [`ImageBuilder::create`].
+    pub fn create_for(
+        path: &Path,
+        final_path: &Path,
+        opts: &CreateOptions,
+        kind: BuilderKind,
+    ) -> Result<ImageBuilder> {
         let operation = "create";
         let has_parent = matches!(kind, BuilderKind::Differencing { .. });
         let layout = opts
@@ -137,7 +153,12 @@ impl ImageBuilder {
             BuilderKind::Differencing {
                 parent_path,
                 parent_data_write_guid,
-            } => Some(locator_bytes(path, parent_path, *parent_data_write_guid)?),
+            } => Some(locator_bytes(
+                path,
+                final_path,
+                parent_path,
+                *parent_data_write_guid,
+            )?),
         };
         let metadata =
             layout::metadata_region_bytes(&layout, opts.virtual_disk_id, locator.as_deref())
@@ -360,9 +381,15 @@ impl ImageBuilder {
     }
 }
 
-/// The parent locator item of a child at `child_path` whose parent is
-/// `parent_path` with DataWriteGuid `linkage` (MS-VHDX §2.6.2.6.3).
-fn locator_bytes(child_path: &Path, parent_path: &Path, linkage: Uuid) -> Result<Vec<u8>> {
+/// The parent locator item of a child that will live at `final_path` whose
+/// parent is `parent_path` with DataWriteGuid `linkage` (MS-VHDX
+/// §2.6.2.6.3). `child_path` names the file in errors.
+fn locator_bytes(
+    child_path: &Path,
+    final_path: &Path,
+    parent_path: &Path,
+    linkage: Uuid,
+) -> Result<Vec<u8>> {
     let operation = "create";
     let io = |e| {
         VhdxError::new(e)
@@ -370,7 +397,7 @@ fn locator_bytes(child_path: &Path, parent_path: &Path, linkage: Uuid) -> Result
             .with_operation(operation)
     };
     let parent = locator_path::absolute(parent_path).map_err(io)?;
-    let child_dir = match child_path.parent() {
+    let child_dir = match final_path.parent() {
         Some(dir) if !dir.as_os_str().is_empty() => dir,
         _ => Path::new("."),
     };

@@ -211,21 +211,13 @@ pub enum CreateError {
         /// Parent locator length, bytes.
         length: usize,
     },
-    /// A parent's logical sector size must match the child block size rules (§2.6.2.4).
-    #[error("parent {path} cannot have a differencing child: {reason}")]
-    UnsuitableParent {
-        /// The parent file.
-        path: PathBuf,
-        /// Which property refuses it.
-        reason: &'static str,
-    },
 }
 
 impl CreateError {
     /// The crate-boundary kind of this rule.
     pub(crate) fn kind(&self) -> ErrorKind {
         match self {
-            CreateError::UnsuitableParent { .. } => ErrorKind::Unsupported,
+            CreateError::BatTooLarge { .. } => ErrorKind::Unsupported,
             _ => ErrorKind::InvalidArgument,
         }
     }

@@ -355,7 +355,7 @@ impl VhdxWriter {
                 .map_err(|e| VhdxError::io_at(e, target))?;
             position += length;
         }
-        if plan.bat.is_empty() {
+        if plan.bat.is_empty() && plan.bits.is_empty() {
             // Only in-place writes: no metadata changes, nothing to log.
             return Ok(());
         }
