@@ -14,7 +14,7 @@
 //! | host not initialised, host locked by another process | 32777 System is not available |
 //! | unknown VM / snapshot / reference point, bad path, relative ExportDirectory, disk not in RP | 32773 Invalid parameter |
 //! | embedded instance of the wrong class, property of the wrong CIM type | 32776 Incorrect data type |
-//! | snapshot not of recovery type, RP without associated data | 32775 Invalid state |
+//! | snapshot not of recovery type, RP without associated data, frozen layer whose DataWriteGuid changed | 32775 Invalid state |
 //! | target being written by another job | 32774 System is in use |
 //! | export folder already present at the target | 32773 Invalid parameter |
 //! | buffer pool not allocatable | 32778 Out of memory |

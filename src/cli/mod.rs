@@ -5,6 +5,7 @@ mod args;
 mod bench;
 mod demo;
 
+use std::io::Write;
 use std::path::{Path, PathBuf};
 use std::time::Duration;
 
@@ -45,10 +46,9 @@ pub(crate) struct Output {
 impl Output {
     pub(crate) fn print(&self, value: &Value, human: impl FnOnce()) {
         if self.json {
-            println!(
-                "{}",
-                serde_json::to_string_pretty(value).unwrap_or_default()
-            );
+            // A closed pipe (`| head`) is not worth a panic.
+            let text = serde_json::to_string_pretty(value).unwrap_or_default();
+            let _ = writeln!(std::io::stdout().lock(), "{text}");
         } else {
             human();
         }
