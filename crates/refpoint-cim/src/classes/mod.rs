@@ -9,6 +9,7 @@ mod computer_system;
 mod export_settings;
 mod reference_point;
 mod settings;
+mod snapshot_settings;
 
 pub use computer_system::{COMPUTER_SYSTEM, ComputerSystem};
 pub use export_settings::{
@@ -22,6 +23,10 @@ pub use settings::{
     RESOURCE_SUBTYPE_VIRTUAL_HARD_DISK, RESOURCE_TYPE_LOGICAL_DISK,
     STORAGE_ALLOCATION_SETTING_DATA, StorageAllocationSettingData, VIRTUAL_SYSTEM_SETTING_DATA,
     VirtualSystemSettingData, virtual_system_type,
+};
+pub use snapshot_settings::{
+    REFERENCE_POINT_SETTING_DATA, SNAPSHOT_SETTING_DATA, VirtualSystemReferencePointSettingData,
+    VirtualSystemSnapshotSettingData,
 };
 
 use crate::error::CimError;
