@@ -1167,6 +1167,19 @@ mod tests {
     }
 
     #[test]
+    fn log_above_the_implementation_limit_is_unsupported() {
+        let file = tempfile::tempfile().unwrap();
+        let mut h = header();
+        h.log_length = 2048 << 20;
+        let err = plan_replay(&file, &h, 8 * MIB).unwrap_err();
+        assert!(matches!(
+            err.detail(),
+            crate::error::ErrorDetail::Log(LogError::LogTooLarge { .. })
+        ));
+        assert_eq!(err.kind(), ErrorKind::Unsupported);
+    }
+
+    #[test]
     fn clean_log_plans_nothing() {
         let mut h = header();
         h.log_guid = Uuid::nil();

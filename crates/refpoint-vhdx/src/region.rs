@@ -434,6 +434,20 @@ mod tests {
     }
 
     #[test]
+    fn bad_signature_is_reported() {
+        let mut t1 = table_to_bytes(&standard());
+        t1[0] = b'R';
+        let err = parse_table(&t1, REGION_TABLE1_OFFSET).unwrap_err();
+        assert!(matches!(
+            err,
+            RegionError::BadSignature {
+                table_offset: REGION_TABLE1_OFFSET,
+                ..
+            }
+        ));
+    }
+
+    #[test]
     fn bad_checksum_is_reported() {
         let mut t1 = table_to_bytes(&standard());
         t1[4] ^= 1;

@@ -12,10 +12,11 @@ use std::process::Command;
 
 use common::image::{Image, Spec};
 use common::{run, sha256_chain, tool_available};
+use refpoint_vhdx::bat::BatError;
 use refpoint_vhdx::chain::{ChainError, MAX_CHAIN_LAYERS};
 use refpoint_vhdx::error::ErrorDetail;
 use refpoint_vhdx::format::{MIB, guid_braced, payload_state};
-use refpoint_vhdx::{Chain, ErrorKind, Extent, ExtentSource, VhdxError};
+use refpoint_vhdx::{Chain, ErrorKind, Extent, ExtentSource, PayloadState, VhdxError};
 use sha2::{Digest, Sha256};
 use uuid::Uuid;
 
@@ -284,6 +285,75 @@ fn partial_sector_of_middle_layer_shows_through_a_not_present_leaf() {
 
     assert!(buf[..3 * 512].iter().all(|&b| b == 0));
     assert!(buf[3 * 512..].iter().all(|&b| b == 0xEE));
+}
+
+#[test]
+fn logical_sector_4096_child_uses_4k_bitmap_bits() {
+    let dir = tempfile::tempdir().unwrap();
+    let size = 8 * MIB;
+    let mut pspec = Spec::dynamic(size, 1 << 20);
+    pspec.logical_sector_size = 4096;
+    let mut parent = Image::new(pspec);
+    for b in 0..8 {
+        parent.full_block(b, |o| parent_byte(b * MIB + o));
+    }
+    let mut cspec = Spec::child(size, 1 << 20, parent.spec.data_write_guid, "parent.vhdx");
+    cspec.logical_sector_size = 4096;
+    let mut child = Image::new(cspec);
+    // 1 MiB block = 256 sectors of 4 KiB; chunk ratio is 32768.
+    child.partial_block(3, |_| 0xAB, &[0..2, 100..101]);
+    parent.write_to(&dir.path().join("parent.vhdx"));
+    let path = dir.path().join("child.avhdx");
+    child.write_to(&path);
+    let chain = Chain::open(&path).unwrap();
+    let mut buf = vec![0u8; usize::try_from(MIB).unwrap()];
+
+    chain.read_at(3 * MIB, &mut buf).unwrap();
+
+    assert_eq!(chain.geometry().chunk_ratio, 32768);
+    let expected: Vec<u8> = (0..MIB)
+        .map(|o| match o / 4096 {
+            0 | 1 | 100 => 0xAB,
+            _ => parent_byte(3 * MIB + o),
+        })
+        .collect();
+    assert!(buf == expected);
+}
+
+#[test]
+fn partial_block_in_the_second_chunk_uses_the_second_bitmap_block() {
+    let dir = tempfile::tempdir().unwrap();
+    let size = 4 * 1024 * MIB + 4 * MIB;
+    let mut parent = Image::new(Spec::dynamic(size, 1 << 20));
+    parent.full_block(4096, |_| 0x11);
+    let mut child = Image::new(Spec::child(
+        size,
+        1 << 20,
+        parent.spec.data_write_guid,
+        "parent.vhdx",
+    ));
+    child.partial_block(4095, |_| 0x22, std::slice::from_ref(&(2047..2048)));
+    child.partial_block(4096, |_| 0x33, std::slice::from_ref(&(1..2)));
+    parent.write_to(&dir.path().join("parent.vhdx"));
+    let path = dir.path().join("child.avhdx");
+    child.write_to(&path);
+    let chain = Chain::open(&path).unwrap();
+    let mut buf = vec![0u8; 3 * 512];
+
+    chain.read_at(4096 * MIB - 512, &mut buf).unwrap();
+
+    assert!(
+        buf[..512].iter().all(|&b| b == 0x22),
+        "last sector of chunk 0 from the child"
+    );
+    assert!(
+        buf[512..1024].iter().all(|&b| b == 0x11),
+        "first sector of chunk 1 from the parent"
+    );
+    assert!(
+        buf[1024..].iter().all(|&b| b == 0x33),
+        "second sector of chunk 1 from the child"
+    );
 }
 
 // ----- parent discovery -----
@@ -681,6 +751,13 @@ fn sector_bitmap_of_a_fully_present_block_is_invalid() {
 
     let err = chain.leaf().sector_bitmap(4).unwrap_err();
 
+    assert!(matches!(
+        err.detail(),
+        ErrorDetail::Bat(BatError::NotPartiallyPresent {
+            block: 4,
+            state: PayloadState::FullyPresent
+        })
+    ));
     assert_eq!(err.kind(), ErrorKind::InvalidArgument);
 }
 

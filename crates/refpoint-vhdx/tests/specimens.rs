@@ -7,10 +7,18 @@
 
 mod common;
 
-use std::path::Path;
+use std::path::{Path, PathBuf};
 
-use common::{gunzip_specimen, sha256_chain, sha256_chain_by_read_at, sha256_file};
+use common::{cached_specimen, sha256_chain, sha256_chain_by_read_at, sha256_file};
 use refpoint_vhdx::{Chain, PayloadState, VhdxFile};
+
+// SHA-256 of the uncompressed specimens (PROVENANCE.md).
+const FIXED: &str = "f2d743755f1872335fb1554116feecda67825719080ebb875b97dfacf7c1f590";
+const DYNAMIC: &str = "72e9aa1af9cc53c84585a8017246f14f7c9f2dd54bb3f52e3b70919b2af600b9";
+const IOTEST_1G: &str = "a4fb24fa51fb4852d5a6bdc2b390a91b0a4e19b47696edc5a00c816067257402";
+const DIRTYLOG: &str = "511daba998dba208ffc57a7814194d5dd3afb7c314731b904ff1682e3fb4951a";
+const CHILD: &str = "a4bf6f9ccaaf8f90b0e9a5b6f964e2b21ca3a9b1675c3a92e73206b04cfb1fbf";
+const PARENT: &str = "85fa003778b37a70f104326b6cd3e73666b7a5fe59b9d427315e46684af7ed58";
 
 /// Opens a decompressed specimen as a chain, hashes the whole virtual disk,
 /// and checks the file was not modified.
@@ -30,8 +38,7 @@ fn chain_hash(path: &Path) -> String {
 
 #[test]
 fn windows_fixed_specimen_reads_to_ground_truth() {
-    let dir = tempfile::tempdir().unwrap();
-    let path = gunzip_specimen("fixed.vhdx", dir.path());
+    let path = cached_specimen("fixed.vhdx", FIXED);
 
     let hash = chain_hash(&path);
 
@@ -43,8 +50,7 @@ fn windows_fixed_specimen_reads_to_ground_truth() {
 
 #[test]
 fn windows_fixed_specimen_has_windows_geometry() {
-    let dir = tempfile::tempdir().unwrap();
-    let path = gunzip_specimen("fixed.vhdx", dir.path());
+    let path = cached_specimen("fixed.vhdx", FIXED);
 
     let file = VhdxFile::open(&path).unwrap();
 
@@ -62,8 +68,7 @@ fn windows_fixed_specimen_has_windows_geometry() {
 
 #[test]
 fn windows_dynamic_specimen_with_block_larger_than_disk_reads_to_ground_truth() {
-    let dir = tempfile::tempdir().unwrap();
-    let path = gunzip_specimen("dynamic.vhdx", dir.path());
+    let path = cached_specimen("dynamic.vhdx", DYNAMIC);
 
     let hash = chain_hash(&path);
 
@@ -75,8 +80,7 @@ fn windows_dynamic_specimen_with_block_larger_than_disk_reads_to_ground_truth() 
 
 #[test]
 fn hyper_v_2012_dynamic_specimen_reads_to_ground_truth() {
-    let dir = tempfile::tempdir().unwrap();
-    let path = gunzip_specimen("iotest-dynamic-1G.vhdx", dir.path());
+    let path = cached_specimen("iotest-dynamic-1G.vhdx", IOTEST_1G);
 
     let hash = chain_hash(&path);
 
@@ -88,8 +92,7 @@ fn hyper_v_2012_dynamic_specimen_reads_to_ground_truth() {
 
 #[test]
 fn hyper_v_2012_dynamic_specimen_reads_the_same_through_read_at() {
-    let dir = tempfile::tempdir().unwrap();
-    let path = gunzip_specimen("iotest-dynamic-1G.vhdx", dir.path());
+    let path = cached_specimen("iotest-dynamic-1G.vhdx", IOTEST_1G);
     let chain = Chain::open(&path).unwrap();
 
     // 3 MiB + 512 reads straddle block boundaries at varying positions.
@@ -103,8 +106,7 @@ fn hyper_v_2012_dynamic_specimen_reads_the_same_through_read_at() {
 
 #[test]
 fn hyper_v_2012_dynamic_specimen_has_three_present_and_29_zero_blocks() {
-    let dir = tempfile::tempdir().unwrap();
-    let path = gunzip_specimen("iotest-dynamic-1G.vhdx", dir.path());
+    let path = cached_specimen("iotest-dynamic-1G.vhdx", IOTEST_1G);
 
     let file = VhdxFile::open(&path).unwrap();
 
@@ -117,8 +119,7 @@ fn hyper_v_2012_dynamic_specimen_has_three_present_and_29_zero_blocks() {
 
 #[test]
 fn qemu_dirty_log_specimen_is_replayed_in_memory_to_ground_truth() {
-    let dir = tempfile::tempdir().unwrap();
-    let path = gunzip_specimen("iotest-dirtylog-10G-4M.vhdx", dir.path());
+    let path = cached_specimen("iotest-dirtylog-10G-4M.vhdx", DIRTYLOG);
 
     let file = VhdxFile::open(&path).unwrap();
     let hash = chain_hash(&path);
@@ -130,15 +131,14 @@ fn qemu_dirty_log_specimen_is_replayed_in_memory_to_ground_truth() {
     );
     assert_eq!(
         sha256_file(&path),
-        "511daba998dba208ffc57a7814194d5dd3afb7c314731b904ff1682e3fb4951a",
+        DIRTYLOG,
         "the specimen must be unchanged on disk"
     );
 }
 
 #[test]
 fn qemu_dirty_log_specimen_reads_0xa5_for_the_first_18_mib_after_replay() {
-    let dir = tempfile::tempdir().unwrap();
-    let path = gunzip_specimen("iotest-dirtylog-10G-4M.vhdx", dir.path());
+    let path = cached_specimen("iotest-dirtylog-10G-4M.vhdx", DIRTYLOG);
     let chain = Chain::open(&path).unwrap();
     let mut buf = vec![0u8; 18 << 20];
 
@@ -147,20 +147,20 @@ fn qemu_dirty_log_specimen_reads_0xa5_for_the_first_18_mib_after_replay() {
     assert!(buf.iter().all(|&b| b == 0xA5));
 }
 
-/// Decompresses the Hyper-V child and its synthetic parent into one directory.
-fn differencing_pair(dir: &Path) -> (std::path::PathBuf, std::path::PathBuf) {
-    let child = gunzip_specimen("differencing.avhdx", dir);
-    let parent = gunzip_specimen(
+/// The Hyper-V child and its synthetic parent, decompressed into one
+/// directory under the parent's original name.
+fn differencing_pair() -> (PathBuf, PathBuf) {
+    let child = cached_specimen("differencing.avhdx", CHILD);
+    let parent = cached_specimen(
         "Generation 1_49C4BAF3-4B25-4406-8C4B-D39E65C32385.avhdx",
-        dir,
+        PARENT,
     );
     (child, parent)
 }
 
 #[test]
 fn hyper_v_checkpoint_reads_through_its_parent_to_ground_truth() {
-    let dir = tempfile::tempdir().unwrap();
-    let (child, parent) = differencing_pair(dir.path());
+    let (child, parent) = differencing_pair();
     let parent_before = sha256_file(&parent);
 
     let hash = chain_hash(&child);
@@ -178,8 +178,7 @@ fn hyper_v_checkpoint_reads_through_its_parent_to_ground_truth() {
 
 #[test]
 fn hyper_v_checkpoint_chain_has_two_layers_linked_by_data_write_guid() {
-    let dir = tempfile::tempdir().unwrap();
-    let (child, _) = differencing_pair(dir.path());
+    let (child, _) = differencing_pair();
 
     let chain = Chain::open(&child).unwrap();
 
@@ -195,8 +194,7 @@ fn hyper_v_checkpoint_chain_has_two_layers_linked_by_data_write_guid() {
 
 #[test]
 fn hyper_v_checkpoint_has_32_partially_present_blocks() {
-    let dir = tempfile::tempdir().unwrap();
-    let (child, _) = differencing_pair(dir.path());
+    let (child, _) = differencing_pair();
 
     let file = VhdxFile::open(&child).unwrap();
 
@@ -213,8 +211,7 @@ fn hyper_v_checkpoint_has_32_partially_present_blocks() {
 
 #[test]
 fn synthetic_parent_alone_reads_to_ground_truth() {
-    let dir = tempfile::tempdir().unwrap();
-    let (_, parent) = differencing_pair(dir.path());
+    let (_, parent) = differencing_pair();
 
     let hash = chain_hash(&parent);
 
@@ -226,12 +223,14 @@ fn synthetic_parent_alone_reads_to_ground_truth() {
 
 #[test]
 fn hyper_v_checkpoint_chain_from_explicit_paths_maps_like_discovery() {
-    let dir = tempfile::tempdir().unwrap();
-    let (child, parent) = differencing_pair(dir.path());
+    let (child, parent) = differencing_pair();
     let discovered = Chain::open(&child).unwrap();
 
     let explicit = Chain::from_paths(&[child, parent]).unwrap();
 
     let size = explicit.virtual_size();
-    assert_eq!(explicit.map_range(0, size).unwrap(), discovered.map_range(0, size).unwrap());
+    assert_eq!(
+        explicit.map_range(0, size).unwrap(),
+        discovered.map_range(0, size).unwrap()
+    );
 }

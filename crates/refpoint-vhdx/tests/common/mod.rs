@@ -26,8 +26,32 @@ pub fn gunzip_specimen(name: &str, dir: &Path) -> PathBuf {
         .output()
         .expect("run gzip");
     assert!(out.status.success(), "gzip -dc {} failed", src.display());
-    std::fs::write(&dst, out.stdout).expect("write decompressed specimen");
+    let tmp = dir.join(format!("{name}.partial"));
+    std::fs::write(&tmp, out.stdout).expect("write decompressed specimen");
+    std::fs::rename(&tmp, &dst).expect("rename decompressed specimen");
     dst
+}
+
+/// The decompressed specimen `name`, cached in cargo's per-test-target
+/// scratch directory and decompressed again when its SHA-256 is not
+/// `sha256` (the uncompressed hash from PROVENANCE.md).
+pub fn cached_specimen(name: &str, sha256: &str) -> PathBuf {
+    static LOCK: std::sync::Mutex<()> = std::sync::Mutex::new(());
+    let _guard = LOCK
+        .lock()
+        .unwrap_or_else(std::sync::PoisonError::into_inner);
+    let dir = Path::new(env!("CARGO_TARGET_TMPDIR")).join("specimens");
+    std::fs::create_dir_all(&dir).expect("create specimen cache");
+    let path = dir.join(name);
+    if !path.is_file() || sha256_file(&path) != sha256 {
+        gunzip_specimen(name, &dir);
+        assert_eq!(
+            sha256_file(&path),
+            sha256,
+            "{name}: decompressed specimen has the wrong hash"
+        );
+    }
+    path
 }
 
 /// SHA-256 of a file's bytes, hex.
