@@ -359,4 +359,29 @@ mod tests {
         assert_eq!(err.kind(), CimErrorKind::WrongClass);
         assert_eq!(err.return_code(), 32776);
     }
+
+    #[test]
+    fn embedded_form_is_the_documented_minimal_cim_xml() {
+        let s = ReferencePointExportSettingData {
+            instance_id: None,
+            base_reference_point: Some(
+                ObjectPath::new("Msvm_VirtualSystemReferencePoint")
+                    .with_key("InstanceID", r"Microsoft:VM\RP"),
+            ),
+            disks_to_export: vec![r"Microsoft:VM\D1\0\0\D".into()],
+        };
+
+        let xml = s.to_embedded();
+
+        assert_eq!(
+            xml,
+            concat!(
+                r#"<INSTANCE CLASSNAME="Msvm_VirtualSystemReferencePointExportSettingData">"#,
+                r#"<PROPERTY NAME="InstanceID" TYPE="string"></PROPERTY>"#,
+                r#"<PROPERTY NAME="BaseReferencePoint" TYPE="string"><VALUE>Msvm_VirtualSystemReferencePoint.InstanceID="Microsoft:VM\\RP"</VALUE></PROPERTY>"#,
+                r#"<PROPERTY.ARRAY NAME="DisksToExport" TYPE="string"><VALUE.ARRAY><VALUE>Microsoft:VM\D1\0\0\D</VALUE></VALUE.ARRAY></PROPERTY.ARRAY>"#,
+                r#"</INSTANCE>"#
+            )
+        );
+    }
 }
