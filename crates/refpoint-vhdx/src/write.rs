@@ -36,11 +36,12 @@ use crate::error::{ErrorKind, Result, VhdxError};
 use crate::file::{Geometry, VhdxFile};
 use crate::format::{
     BatEntry, LOG_SECTOR_SIZE, MIB, SECTOR_BITMAP_BLOCK_SIZE, payload_bat_index, payload_state,
-    round_up_mib, sector_bitmap_bat_index, sector_bitmap_state,
+    sector_bitmap_bat_index, sector_bitmap_state,
 };
 use crate::header::{Header, HeaderSlot};
 use crate::log::{self, LogWrite};
 use crate::log_writer::{LogWriteError, LogWriter};
+use allocation::{BitRange, Plan, allocation_frontier, set_bits};
 
 /// Largest number of sector updates in one log entry: `(count + 2) / 128`
 /// descriptor sectors plus `count` data sectors stay well inside a 1 MiB log.
@@ -567,55 +568,6 @@ impl VhdxWriter {
     }
 }
 
-/// Changes one `write_at` makes before they are logged.
-#[derive(Debug, Default)]
-struct Plan {
-    /// Changed BAT entries by BAT index.
-    bat: BTreeMap<u64, u64>,
-    /// Sector bitmap bit changes, applied in order.
-    bits: Vec<BitRange>,
-    /// Allocation frontier after this write, bytes.
-    frontier: u64,
-}
-
-impl Plan {
-    /// Allocates `length` bytes (a multiple of 1 MiB) at the frontier.
-    fn allocate(&mut self, length: u64) -> Result<u64> {
-        let offset = self.frontier;
-        self.frontier = offset
-            .checked_add(length)
-            .ok_or(fail(WriteError::FileTooLarge { frontier: offset }))?;
-        Ok(offset)
-    }
-}
-
-/// `count` bits from bit `first` of the sector bitmap block at `sb_offset`.
-#[derive(Debug, Clone, Copy)]
-struct BitRange {
-    sb_offset: u64,
-    first: u64,
-    count: u64,
-    value: bool,
-}
-
-/// Sets or clears `count` bits from `first` in a 4 KiB sector (LSB first).
-fn set_bits(sector: &mut [u8; 4096], first: u64, count: u64, value: bool) {
-    for bit in first..first.saturating_add(count) {
-        let Some(byte) = usize::try_from(bit / 8)
-            .ok()
-            .and_then(|i| sector.get_mut(i))
-        else {
-            return;
-        };
-        let mask = 1u8 << (bit % 8);
-        if value {
-            *byte |= mask;
-        } else {
-            *byte &= !mask;
-        }
-    }
-}
-
 /// Wraps a write-path rule into the crate-boundary error.
 fn fail(e: WriteError) -> VhdxError {
     VhdxError::other(e.kind(), e)
@@ -688,35 +640,7 @@ fn apply_writes(file: &File, writes: &[LogWrite]) -> Result<()> {
     Ok(())
 }
 
-/// First free 1 MiB-aligned offset past the file end and every structure
-/// the file references (regions, log, payload and sector bitmap blocks).
-fn allocation_frontier(
-    view: &VhdxFile,
-    geometry: &Geometry,
-    bat: &[u64],
-    file_length: u64,
-) -> Option<u64> {
-    let (log_offset, log_length) = view.log_location();
-    let mut end = file_length.max(log_offset.saturating_add(u64::from(log_length)));
-    for region in &view.region_table().entries {
-        end = end.max(region.end());
-    }
-    let block_size = u64::from(geometry.block_size);
-    let chunk_ratio = geometry.chunk_ratio.max(1);
-    for (index, &raw) in (0u64..).zip(bat) {
-        let entry = BatEntry(raw);
-        let is_sector_bitmap = index % (chunk_ratio + 1) == chunk_ratio;
-        let extent = if is_sector_bitmap {
-            (entry.state() == sector_bitmap_state::PRESENT).then_some(SECTOR_BITMAP_BLOCK_SIZE)
-        } else {
-            (entry.file_offset() != 0).then_some(block_size)
-        };
-        if let Some(extent) = extent {
-            end = end.max(entry.file_offset().checked_add(extent)?);
-        }
-    }
-    round_up_mib(end)
-}
+mod allocation;
 
 #[cfg(test)]
 mod crash_tests;
