@@ -95,8 +95,9 @@ pub enum DateTimeError {
 /// A DSP0004 timestamp `yyyymmddHHMMSS.mmmmmmsUUU`, or "unknown"
 /// (`00000000000000.000000+000`).
 ///
-/// Equality compares the instant and the offset (two timestamps of the same
-/// instant in different offsets are not equal, as their text differs).
+/// Equality and hashing compare instants, as `time::OffsetDateTime` does:
+/// `20240101120000.000000+060` equals `20240101110000.000000+000` although
+/// the texts differ. The offset is kept and written back unchanged.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
 pub struct CimDateTime {
     at: Option<OffsetDateTime>,
@@ -709,6 +710,15 @@ mod tests {
         assert_eq!(err, DateTimeError::NotAscii { offset: 13 });
     }
 
+    #[test]
+    fn same_instant_in_two_offsets_is_equal_but_keeps_its_text() {
+        let a: CimDateTime = "20240101120000.000000+060".parse().unwrap();
+        let b: CimDateTime = "20240101110000.000000+000".parse().unwrap();
+
+        assert_eq!(a, b);
+        assert_eq!(a.to_string(), "20240101120000.000000+060");
+    }
+
     proptest! {
         #[test]
         fn timestamp_round_trips_through_text(
@@ -723,6 +733,8 @@ mod tests {
             let back: CimDateTime = dt.to_string().parse().unwrap();
 
             prop_assert_eq!(back, dt);
+            prop_assert_eq!(back.to_string(), dt.to_string());
+            prop_assert_eq!(back.to_offset_date_time().unwrap().offset(), odt.offset());
             prop_assert_eq!(back.to_offset_date_time().unwrap(), odt);
         }
 
