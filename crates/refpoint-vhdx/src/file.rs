@@ -104,7 +104,6 @@ impl View<'_> {
 
 /// One VHDX/AVHDX file, opened read-only, validated, with a dirty log
 /// replayed in memory (MS-VHDX §2, §2.3.3 footnote <5>).
-#[derive(Debug)]
 pub struct VhdxFile {
     path: PathBuf,
     file: File,
@@ -118,6 +117,20 @@ pub struct VhdxFile {
     locator: Option<ParentLocator>,
     geometry: Geometry,
     bat: Bat,
+}
+
+impl std::fmt::Debug for VhdxFile {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        // Not the BAT or the replayed sectors: they can be megabytes.
+        f.debug_struct("VhdxFile")
+            .field("path", &self.path)
+            .field("creator", &self.creator)
+            .field("geometry", &self.geometry)
+            .field("data_write_guid", &self.data_write_guid())
+            .field("parent_locator", &self.locator)
+            .field("log_replayed", &self.log_replayed())
+            .finish_non_exhaustive()
+    }
 }
 
 impl VhdxFile {
