@@ -72,11 +72,11 @@ pub const MAX_REGION_ENTRIES: u32 = 2047;
 /// Maximum metadata table entries (MS-VHDX §2.6.1.1).
 pub const MAX_METADATA_ENTRIES: u16 = 2047;
 /// Maximum length of one metadata item in bytes (MS-VHDX §2.6.1.2).
-pub const MAX_METADATA_ITEM_LENGTH: u32 = MIB as u32;
+pub const MAX_METADATA_ITEM_LENGTH: u32 = 1 << 20;
 /// Smallest legal block size in bytes (MS-VHDX §2.6.2.1).
-pub const MIN_BLOCK_SIZE: u32 = MIB as u32;
+pub const MIN_BLOCK_SIZE: u32 = 1 << 20;
 /// Largest legal block size in bytes (MS-VHDX §2.6.2.1).
-pub const MAX_BLOCK_SIZE: u32 = 256 * MIB as u32;
+pub const MAX_BLOCK_SIZE: u32 = 256 << 20;
 /// Largest legal virtual disk size in bytes, 64 TiB (MS-VHDX §2.6.2.2).
 pub const MAX_VIRTUAL_DISK_SIZE: u64 = 64 * 1024 * 1024 * MIB;
 /// Sectors described by one sector bitmap block: 2^23 bits in 1 MiB (MS-VHDX §2.4).
@@ -98,8 +98,7 @@ pub const VIRTUAL_DISK_ID_GUID: Uuid = Uuid::from_u128(0xBECA12AB_B2E6_4523_93EF
 /// Metadata item: Logical Sector Size (MS-VHDX §2.6.2.4).
 pub const LOGICAL_SECTOR_SIZE_GUID: Uuid = Uuid::from_u128(0x8141BF1D_A96F_4709_BA47_F233A8FAAB5F);
 /// Metadata item: Physical Sector Size (MS-VHDX §2.6.2.5).
-pub const PHYSICAL_SECTOR_SIZE_GUID: Uuid =
-    Uuid::from_u128(0xCDA348C7_445D_4471_9CC9_E9885251C556);
+pub const PHYSICAL_SECTOR_SIZE_GUID: Uuid = Uuid::from_u128(0xCDA348C7_445D_4471_9CC9_E9885251C556);
 /// Metadata item: Parent Locator (MS-VHDX §2.6.2.6).
 pub const PARENT_LOCATOR_GUID: Uuid = Uuid::from_u128(0xA8D35F2D_B30B_454D_ABF7_D3D84834AB0C);
 /// Parent locator type of a VHDX parent (MS-VHDX §2.6.2.6.3).
@@ -440,9 +439,9 @@ mod tests {
     #[test]
     fn chunk_ratio_matches_windows_child_observation() {
         // Windows 8 GiB child, 2 MiB blocks, 512-byte sectors: CR 2048, 4098 entries (vhdx.md §7.3).
-        let cr = chunk_ratio(512, 2 * MIB as u32);
+        let cr = chunk_ratio(512, 2 << 20);
         assert_eq!(cr, 2048);
-        let blocks = data_blocks_count(8 * 1024 * MIB, 2 * MIB as u32);
+        let blocks = data_blocks_count(8 * 1024 * MIB, 2 << 20);
         assert_eq!(total_bat_entries(blocks, cr, true), 4098);
         assert_eq!(sector_bitmap_bat_index(1, cr), 4097);
     }
@@ -450,7 +449,7 @@ mod tests {
     #[test]
     fn dynamic_bat_omits_trailing_sector_bitmap_entry() {
         // qemu 10 GiB, 1 MiB blocks: CR 4096, 10240 blocks → 10242 entries (vhdx.md §7.3).
-        let cr = chunk_ratio(512, MIB as u32);
+        let cr = chunk_ratio(512, 1 << 20);
         assert_eq!(total_bat_entries(10240, cr, false), 10242);
         assert_eq!(total_bat_entries(4096, cr, false), 4096);
         assert_eq!(total_bat_entries(4096, cr, true), 4097);
@@ -467,7 +466,10 @@ mod tests {
     #[test]
     fn parse_guid_accepts_braces_and_upper_case() {
         let g = parse_guid("{FF34003B-11ED-4CF8-A166-B2BE05E20B80}");
-        assert_eq!(guid_braced(g.unwrap()), "{ff34003b-11ed-4cf8-a166-b2be05e20b80}");
+        assert_eq!(
+            guid_braced(g.unwrap()),
+            "{ff34003b-11ed-4cf8-a166-b2be05e20b80}"
+        );
         assert!(parse_guid("not-a-guid").is_none());
     }
 }
