@@ -173,11 +173,7 @@ impl VhdxWriter {
 
     fn open_inner(path: &Path) -> Result<VhdxWriter> {
         let file = OpenOptions::new().read(true).write(true).open(path)?;
-        match file.try_lock() {
-            Ok(()) => {}
-            Err(TryLockError::WouldBlock) => return Err(fail(WriteError::Locked)),
-            Err(TryLockError::Error(e)) => return Err(e.into()),
-        }
+        lock_exclusive(&file)?;
         let view = VhdxFile::open(path)?;
         let pair = view.header_pair();
         let mut header = pair.current.clone();
@@ -565,6 +561,31 @@ impl VhdxWriter {
                 h.log_guid = Uuid::nil()
             })?;
         Ok(())
+    }
+}
+
+/// Attempts to take the lock before reporting [`WriteError::Locked`].
+const LOCK_ATTEMPTS: u32 = 50;
+/// Pause between lock attempts.
+const LOCK_RETRY_PAUSE: std::time::Duration = std::time::Duration::from_millis(2);
+
+/// Takes an exclusive `flock` on `file`. The lock belongs to the open file
+/// description, which a child forked by another thread shares until its
+/// `exec` closes it (O_CLOEXEC); a lock released just before such a fork
+/// therefore lingers for a moment, hence a short bounded retry (≈ 100 ms)
+/// before reporting [`WriteError::Locked`].
+fn lock_exclusive(file: &File) -> Result<()> {
+    for _ in 1..LOCK_ATTEMPTS {
+        match file.try_lock() {
+            Ok(()) => return Ok(()),
+            Err(TryLockError::WouldBlock) => std::thread::sleep(LOCK_RETRY_PAUSE),
+            Err(TryLockError::Error(e)) => return Err(e.into()),
+        }
+    }
+    match file.try_lock() {
+        Ok(()) => Ok(()),
+        Err(TryLockError::WouldBlock) => Err(fail(WriteError::Locked)),
+        Err(TryLockError::Error(e)) => Err(e.into()),
     }
 }
 

@@ -548,3 +548,21 @@ fn partial_write_in_the_second_chunk_of_a_differencing_disk_uses_that_chunk_bitm
         2
     );
 }
+
+#[test]
+fn corrupt_file_is_refused_and_left_untouched() {
+    let dir = tempfile::tempdir().unwrap();
+    let path = dir.path().join("bad.vhdx");
+    create_dynamic(&path, &options(8 * MIB, MIB32, 512)).unwrap();
+    let mut bytes = std::fs::read(&path).unwrap();
+    // Break the checksum of both headers (MS-VHDX §2.2.2).
+    bytes[(64 << 10) + 100] ^= 1;
+    bytes[(128 << 10) + 100] ^= 1;
+    std::fs::write(&path, &bytes).unwrap();
+
+    let err = VhdxWriter::open(&path).unwrap_err();
+
+    assert_eq!(err.kind(), ErrorKind::Corrupt);
+    assert!(matches!(err.detail(), ErrorDetail::Header(_)));
+    assert_eq!(std::fs::read(&path).unwrap(), bytes);
+}

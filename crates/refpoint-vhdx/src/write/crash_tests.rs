@@ -258,3 +258,35 @@ fn crash_in_a_partial_differencing_write_replays_bitmap_and_bat() {
     );
     assert_eq!(reader_raw(&child), expected);
 }
+
+#[test]
+fn crash_in_a_bitmap_only_update_is_replayed() {
+    let dir = tempfile::tempdir().unwrap();
+    let parent = dir.path().join("base.vhdx");
+    let child = dir.path().join("child.avhdx");
+    create_dynamic(
+        &parent,
+        &CreateOptions {
+            block_size: 1 << 20,
+            ..CreateOptions::new(4 << 20)
+        },
+    )
+    .unwrap();
+    create_differencing(&child, &parent, Some(1 << 20)).unwrap();
+    VhdxWriter::open(&child)
+        .unwrap()
+        .write_at(512, &[0x61; 512])
+        .unwrap();
+    let mut writer = VhdxWriter::open(&child).unwrap();
+    writer.set_failpoint(Some(FailPoint::AfterLogFlush));
+
+    // Block 0 is already PARTIALLY_PRESENT: only its bitmap changes.
+    writer.write_at(4096, &[0x62; 1024]).unwrap_err();
+    drop(writer);
+
+    let mut expected = vec![0u8; 4 << 20];
+    expected[512..1024].fill(0x61);
+    expected[4096..5120].fill(0x62);
+    assert!(VhdxFile::open(&child).unwrap().log_replayed());
+    assert_eq!(reader_raw(&child), expected);
+}
