@@ -101,7 +101,7 @@ impl Refpoint {
             jobs: JobManager::new(),
             engine: EngineConfig {
                 threads,
-                buffer_pool_bytes: 256 << 20,
+                buffer_pool_bytes: 64 << 20,
             },
             host_name: hostname(),
             root: dir.to_path_buf(),
