@@ -1,5 +1,8 @@
 //! ImageBuilder: concurrent block writes, sparse output, differencing output,
 //! checked against qemu-img, libvhdi and our reader.
+// Integration tests are their own crate: the lint meant for unit tests in
+// library code does not apply here.
+#![allow(clippy::tests_outside_test_module)]
 
 mod writer_support;
 

@@ -1,6 +1,9 @@
 //! VhdxWriter::write_at against qemu-img / qemu-io, libvhdi and our reader:
 //! seeded random write sequences on dynamic and differencing files, files
 //! written by qemu first, 4096-byte sectors, identity GUIDs, refused requests.
+// Integration tests are their own crate: the lint meant for unit tests in
+// library code does not apply here.
+#![allow(clippy::tests_outside_test_module)]
 
 mod writer_support;
 
