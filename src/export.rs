@@ -9,7 +9,8 @@
 use std::path::{Component, Path};
 use std::sync::Arc;
 
-use refpoint_cim::{Instance, ObjectPath};
+use refpoint_cim::ObjectPath;
+use refpoint_cim::classes::ReferencePointExportSettingData;
 use refpoint_core::{Host, ReferencePoint};
 use refpoint_engine::{
     DiskExport, EngineConfig, ExportControl, ExportRequest, Interrupted, ReferencePointIdentity,
@@ -20,9 +21,6 @@ use refpoint_jobs::{
 use uuid::Uuid;
 
 use crate::error::{RefpointError, ReturnCode};
-
-/// Class name of the embedded export setting data.
-pub const EXPORT_SETTING_DATA_CLASS: &str = "Msvm_VirtualSystemReferencePointExportSettingData";
 
 /// The values of `Msvm_VirtualSystemReferencePointExportSettingData`.
 #[derive(Debug, Clone, Default, PartialEq, Eq)]
@@ -37,35 +35,19 @@ fn invalid(message: String) -> RefpointError {
     RefpointError::new(ReturnCode::InvalidParameter, message)
 }
 
-/// Parses the embedded `ExportSettingData` (CIM-XML; empty string = defaults).
+/// Parses the embedded `ExportSettingData` (CIM-XML; empty string = defaults)
+/// with the typed `Msvm_VirtualSystemReferencePointExportSettingData` model.
 ///
 /// # Errors
 /// 32776 for an instance of another class or a property of the wrong CIM
-/// type; 32773 for malformed XML. Messages name the property.
+/// type; 32773 for malformed XML or a malformed `BaseReferencePoint` path.
+/// Messages name the property.
 pub fn options_from_setting_data(xml: &str) -> Result<ExportOptions, RefpointError> {
-    if xml.trim().is_empty() {
-        return Ok(ExportOptions::default());
-    }
-    let instance = Instance::from_xml(xml)?;
-    if !instance
-        .class_name
-        .eq_ignore_ascii_case(EXPORT_SETTING_DATA_CLASS)
-    {
-        return Err(RefpointError::new(
-            ReturnCode::IncorrectDataType,
-            format!(
-                "ExportSettingData: expected an embedded {EXPORT_SETTING_DATA_CLASS} instance, got {}",
-                instance.class_name
-            ),
-        ));
-    }
-    let base = instance
-        .get_string("BaseReferencePoint")?
-        .filter(|s| !s.trim().is_empty());
-    let disks = instance
-        .get_string_array("DisksToExport")?
-        .unwrap_or_default();
-    Ok(ExportOptions { base, disks })
+    let settings = ReferencePointExportSettingData::from_embedded(xml)?;
+    Ok(ExportOptions {
+        base: settings.base_reference_point.map(|p| p.to_string()),
+        disks: settings.disks_to_export,
+    })
 }
 
 /// Accepts an InstanceID or an object path of a reference point and returns
