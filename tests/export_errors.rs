@@ -73,6 +73,26 @@ fn export_over_a_source_with_bad_header_crcs_fails_32768_and_writes_nothing() {
 }
 
 #[test]
+fn export_over_a_truncated_source_fails_32768_naming_it() {
+    // Arrange: cut the frozen base in the middle of its payload blocks.
+    let (temp, host, fixture) = host_with_fixture("truncated", "1", "32M", "26");
+    let base = base_disk(&fixture);
+    let len = std::fs::metadata(&base).expect("meta").len();
+    let f = std::fs::OpenOptions::new().write(true).open(&base).expect("open");
+    f.set_len(len / 2).expect("truncate");
+    drop(f);
+    let rp = fixture["reference_point"].as_str().expect("rp");
+
+    // Act + Assert
+    let name = base
+        .file_name()
+        .expect("name")
+        .to_string_lossy()
+        .into_owned();
+    assert_export_fails(&host, rp, &temp.path().join("export"), 32768, &name);
+}
+
+#[test]
 fn export_over_a_missing_parent_fails_32768_naming_it() {
     // Arrange: the frozen base disappears.
     let (temp, host, fixture) = host_with_fixture("missing", "1", "32M", "22");
