@@ -78,7 +78,10 @@ fn export_over_a_truncated_source_fails_32768_naming_it() {
     let (temp, host, fixture) = host_with_fixture("truncated", "1", "32M", "26");
     let base = base_disk(&fixture);
     let len = std::fs::metadata(&base).expect("meta").len();
-    let f = std::fs::OpenOptions::new().write(true).open(&base).expect("open");
+    let f = std::fs::OpenOptions::new()
+        .write(true)
+        .open(&base)
+        .expect("open");
     f.set_len(len / 2).expect("truncate");
     drop(f);
     let rp = fixture["reference_point"].as_str().expect("rp");
