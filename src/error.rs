@@ -15,7 +15,8 @@
 //! | unknown VM / snapshot / reference point, bad path, relative ExportDirectory, disk not in RP | 32773 Invalid parameter |
 //! | embedded instance of the wrong class, property of the wrong CIM type | 32776 Incorrect data type |
 //! | snapshot not of recovery type, RP without associated data, frozen layer whose DataWriteGuid changed | 32775 Invalid state |
-//! | target being written by another job | 32774 System is in use |
+//! | target being written by another job; reference point pinned by a running export | 32774 System is in use |
+//! | `GetVirtualDiskChanges` `Path` does not exist | 32779 File not found |
 //! | export folder already present at the target | 32773 Invalid parameter |
 //! | buffer pool not allocatable | 32778 Out of memory |
 //! | feature not available (log-based RP type 1) | 32770 Not supported |
@@ -120,6 +121,8 @@ impl From<refpoint_core::HostError> for RefpointError {
                 K::NotFound | K::InvalidParameter => ReturnCode::InvalidParameter,
                 K::InvalidState => ReturnCode::InvalidState,
                 K::NotSupported => ReturnCode::NotSupported,
+                K::InUse => ReturnCode::SystemInUse,
+                K::FileNotFound => ReturnCode::FileNotFound,
                 K::Vhdx(refpoint_vhdx::ErrorKind::InvalidArgument) => ReturnCode::InvalidParameter,
                 _ => ReturnCode::Failed,
             }

@@ -491,6 +491,7 @@ mod tests {
                 ])
                 .unwrap(),
                 rct_epoch: 2,
+                tracking: crate::tracking::DiskTracking::default(),
             }],
         });
         c.reference_points.push(ReferencePoint {
@@ -505,6 +506,7 @@ mod tests {
             source_snapshot: "Microsoft:gone".to_owned(),
             settings: vssd(VM, "vm1", VIRTUAL_SYSTEM_TYPE_REALIZED),
             disks: vec![frozen("/h/b.avhdx", 1, vec![layer("/d/a.vhdx", 1)])],
+            exports: Vec::new(),
         });
         c.snapshots.push(Snapshot {
             settings: vssd(SNAP, "vm1 - (y)", VIRTUAL_SYSTEM_TYPE_SNAPSHOT_RECOVERY),

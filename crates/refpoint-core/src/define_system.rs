@@ -18,6 +18,7 @@ use crate::model::{
     VirtualSystem, VirtualSystemSettingData, check_vm_element_name,
 };
 use crate::timestamp::Timestamp;
+use crate::tracking::DiskTracking;
 
 impl Host {
     /// Defines a virtual system named `element_name` whose disks are the
@@ -160,6 +161,7 @@ impl Host {
                 element_name: DISK_ELEMENT_NAME.to_owned(),
                 chain,
                 rct_epoch: 0,
+                tracking: DiskTracking::default(),
             });
         }
         let vm = VirtualSystem {

@@ -45,7 +45,8 @@ impl fmt::Display for ObjectKind {
 /// facade owns the authoritative table): `NotInitialised`/`Locked` → 32777
 /// System is not available; `NotFound` → 32773 Invalid parameter (for a
 /// reference point) ; `InvalidParameter` → 32773; `InvalidState` → 32775;
-/// `NotSupported` → 32770; `Vhdx(_)`/`Io`/`CatalogCorrupt` → 32768 Failed.
+/// `NotSupported` → 32770; `InUse` → 32774; `FileNotFound` → 32779;
+/// `Vhdx(_)`/`Io`/`CatalogCorrupt` → 32768 Failed.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 #[non_exhaustive]
 pub enum ErrorKind {
@@ -68,6 +69,12 @@ pub enum ErrorKind {
     Io,
     /// The catalog file exists but cannot be trusted.
     CatalogCorrupt,
+    /// The object is in use by a running operation (an export pinned it);
+    /// maps to 32774 System is in use.
+    InUse,
+    /// A file named by the caller does not exist (`GetVirtualDiskChanges`
+    /// `Path`); maps to 32779 File not found.
+    FileNotFound,
 }
 
 /// Error of every host operation.
@@ -154,6 +161,24 @@ pub enum HostError {
         #[source]
         source: Box<VhdxError>,
     },
+    /// The object is pinned by a running export (or another operation).
+    #[error("{object} is in use: {operation} refused: {reason}")]
+    InUse {
+        /// The operation refused (CIM method name).
+        operation: &'static str,
+        /// The object concerned (InstanceID or path).
+        object: String,
+        /// Why it is in use.
+        reason: String,
+    },
+    /// A file named by the caller does not exist.
+    #[error("{parameter} {}: file not found", .path.display())]
+    FileNotFound {
+        /// The parameter that named it (`Path`).
+        parameter: &'static str,
+        /// The missing file.
+        path: PathBuf,
+    },
     /// A VHDX operation failed (the error names the file and offset).
     #[error(transparent)]
     Vhdx(Box<VhdxError>),
@@ -209,6 +234,8 @@ impl HostError {
             HostError::Vhdx(e) => ErrorKind::Vhdx(e.kind()),
             HostError::Io { .. } => ErrorKind::Io,
             HostError::CatalogCorrupt { .. } => ErrorKind::CatalogCorrupt,
+            HostError::InUse { .. } => ErrorKind::InUse,
+            HostError::FileNotFound { .. } => ErrorKind::FileNotFound,
         }
     }
 

@@ -22,6 +22,7 @@ use crate::error::{HostError, ObjectKind, Result};
 use crate::ids::{self, cim_guid};
 use crate::lock::{HostLock, LOCK_FILE_NAME};
 use crate::model::VirtualSystem;
+use crate::pin::Pins;
 use crate::reference_point::ReferencePoint;
 use crate::snapshot::Snapshot;
 
@@ -38,6 +39,7 @@ pub struct Host {
     pub(crate) dir: PathBuf,
     pub(crate) catalog: Catalog,
     lock: HostLock,
+    pub(crate) pins: Pins,
 }
 
 impl Host {
@@ -67,7 +69,12 @@ impl Host {
         let catalog = Catalog::new();
         catalog.save(&catalog_path)?;
         tracing::info!(host = %dir.display(), guid = %catalog.host_guid, "host initialised");
-        Ok(Host { dir, catalog, lock })
+        Ok(Host {
+            dir,
+            catalog,
+            lock,
+            pins: Pins::default(),
+        })
     }
 
     /// Opens the host store in `dir` and takes its lock for the lifetime of
@@ -93,7 +100,12 @@ impl Host {
         }
         let lock = HostLock::acquire(&dir.join(LOCK_FILE_NAME))?;
         let catalog = Catalog::load(&catalog_path)?;
-        Ok(Host { dir, catalog, lock })
+        Ok(Host {
+            dir,
+            catalog,
+            lock,
+            pins: Pins::default(),
+        })
     }
 
     /// The host directory (canonical, absolute).

@@ -14,6 +14,11 @@
 //!   `DestroyReferencePoint`.
 //! - `frozen`: [`FrozenDisk`] and the DataWriteGuid check of frozen layers.
 //! - `disk_write`: the active-leaf writer and `Host::refresh`.
+//! - [`tracking`]: epochs, `changes_between`, `GetVirtualDiskChanges`.
+//! - [`journal`]: the per-disk change-tracking journal (`<disk GUID>.rctj`).
+//! - `lifecycle`: `RemoveAssociatedData`, destroy, merging layers away.
+//! - `pin`: [`PinGuard`], reference points in use by a running export.
+//! - [`export_history`]: [`ExportRecord`]s of reference points.
 //! - [`ids`]: InstanceID forms and the RCT identifier [`RctId`].
 //! - [`settings_xml`]: CIM instances and the CIM-XML settings document.
 //! - [`error`]: [`HostError`] with a stable [`ErrorKind`].
@@ -35,23 +40,30 @@ pub mod catalog;
 mod define_system;
 mod disk_write;
 pub mod error;
+pub mod export_history;
 mod frozen;
 pub mod host;
 pub mod ids;
+pub mod journal;
+mod lifecycle;
 mod lock;
 pub mod model;
+mod pin;
 pub mod reference_point;
 pub mod settings_xml;
 pub mod snapshot;
 mod timestamp;
+pub mod tracking;
 
 pub use catalog::{CATALOG_FILE_NAME, CATALOG_FORMAT_VERSION, CatalogError};
 pub use error::{ErrorKind, HostError, ObjectKind, Result};
+pub use export_history::{ExportRecord, ExportedDiskRecord};
 pub use frozen::FrozenDisk;
 pub use host::{Host, JOBS_DIR_NAME, VIRTUAL_HARD_DISKS_DIR_NAME, VMS_DIR_NAME};
 pub use ids::{IdError, RctId};
 pub use lock::LOCK_FILE_NAME;
 pub use model::{ChainLayer, LayerChain, VirtualDisk, VirtualSystem, VirtualSystemSettingData};
+pub use pin::PinGuard;
 pub use reference_point::{
     REFERENCE_POINT_TYPE_LOG, REFERENCE_POINT_TYPE_RCT, ReferencePoint, ReferencePointSettings,
 };
@@ -60,3 +72,4 @@ pub use snapshot::{
     SNAPSHOT_TYPE_RECOVERY, Snapshot, SnapshotSettings,
 };
 pub use timestamp::Timestamp;
+pub use tracking::{ByteRange, DiskChanges, DiskTracking, Tracking};

@@ -14,6 +14,7 @@ use uuid::Uuid;
 
 use crate::ids::{self, cim_guid};
 use crate::timestamp::Timestamp;
+use crate::tracking::DiskTracking;
 
 /// `VirtualSystemType` of a virtual system's own settings.
 pub const VIRTUAL_SYSTEM_TYPE_REALIZED: &str = virtual_system_type::SYSTEM_REALIZED;
@@ -207,6 +208,10 @@ pub struct VirtualDisk {
     /// disk (see [`RctId`](crate::ids::RctId)).
     #[serde(rename = "RctEpoch")]
     pub rct_epoch: u64,
+    /// Change-tracking state: which layers hold which epochs, the committed
+    /// journal records, a pending merge (see [`crate::tracking`]).
+    #[serde(rename = "ChangeTracking", default)]
+    pub tracking: DiskTracking,
 }
 
 impl VirtualDisk {

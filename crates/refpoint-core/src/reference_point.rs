@@ -10,6 +10,7 @@ use uuid::Uuid;
 
 use crate::catalog::Catalog;
 use crate::error::{HostError, ObjectKind, Result};
+use crate::export_history::ExportRecord;
 use crate::frozen::{FrozenDisk, LeafPolicy, open_verified};
 use crate::host::{Host, not_found};
 use crate::ids::{self, reference_point_instance_id};
@@ -73,6 +74,10 @@ pub struct ReferencePoint {
     /// index-parallel.
     #[serde(rename = "Disks")]
     pub disks: Vec<FrozenDisk>,
+    /// Completed exports of this reference point (see
+    /// [`Host::record_export`](crate::Host::record_export)).
+    #[serde(rename = "Exports", default, skip_serializing_if = "Vec::is_empty")]
+    pub exports: Vec<ExportRecord>,
 }
 
 impl ReferencePoint {
@@ -196,7 +201,9 @@ impl Host {
     /// [`HostError::InvalidParameter`] for a malformed id;
     /// [`HostError::NotFound`]; [`HostError::Io`].
     pub fn destroy_reference_point(&mut self, instance_id: &str) -> Result<()> {
-        let guid = self.reference_point(instance_id)?.guid;
+        let rp = self.reference_point(instance_id)?;
+        let guid = rp.guid;
+        self.ensure_not_pinned(&guid, &rp.instance_id, "DestroyReferencePoint")?;
         let mut catalog = self.catalog.clone();
         catalog.reference_points.retain(|r| r.guid != guid);
         self.commit(catalog)
@@ -248,6 +255,7 @@ fn convert(catalog: &mut Catalog, index: usize, settings: &ReferencePointSetting
         source_snapshot: snapshot.settings.instance_id.clone(),
         settings: snapshot.vm_settings.clone(),
         disks: snapshot.disks.clone(),
+        exports: Vec::new(),
     };
     remove_snapshot(catalog, index)?;
     tracing::info!(reference_point = %rp.instance_id, "reference point created");

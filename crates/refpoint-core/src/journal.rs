@@ -1,0 +1,1 @@
+//! The change-tracking journal of a virtual disk (format in progress).
