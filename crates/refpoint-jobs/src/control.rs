@@ -25,7 +25,7 @@
 //! `TimeOfLastStateChange` changes only when `JobState` does.
 
 use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
-use std::sync::{Arc, Condvar, Mutex, MutexGuard};
+use std::sync::{Arc, Condvar, Mutex, MutexGuard, OnceLock};
 use std::time::{Duration, Instant};
 
 use refpoint_cim::codes::{RequestStateChangeCode, ReturnCodeA};
@@ -79,6 +79,16 @@ impl Shared {
     }
 }
 
+/// Called with the job's state after every `JobState` change (under the
+/// control's lock): the manager persists the record with it.
+pub(crate) struct Observer(pub Box<dyn Fn(&Shared) + Send + Sync>);
+
+impl std::fmt::Debug for Observer {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str("Observer")
+    }
+}
+
 /// The control handle of one job (`Arc`-shared, `Send + Sync`).
 ///
 /// The work calls [`JobControl::set_total`] once, [`JobControl::add_progress`]
@@ -93,6 +103,7 @@ pub struct JobControl {
     shared: Mutex<Shared>,
     changed: Condvar,
     watch: tokio::sync::watch::Sender<JobState>,
+    observer: OnceLock<Observer>,
 }
 
 impl JobControl {
@@ -118,6 +129,7 @@ impl JobControl {
             }),
             changed: Condvar::new(),
             watch,
+            observer: OnceLock::new(),
         })
     }
 
@@ -294,6 +306,11 @@ impl JobControl {
         self.watch.subscribe()
     }
 
+    /// Installs the state-change observer (once; later calls are ignored).
+    pub(crate) fn set_observer(&self, observer: Observer) {
+        let _ = self.observer.set(observer);
+    }
+
     pub(crate) fn lock(&self) -> MutexGuard<'_, Shared> {
         self.shared
             .lock()
@@ -312,6 +329,9 @@ impl JobControl {
         }
         if state.is_finished() {
             g.ended_at = Some(Instant::now());
+        }
+        if let Some(observer) = self.observer.get() {
+            (observer.0)(g);
         }
         self.watch.send_replace(state);
         self.changed.notify_all();

@@ -16,12 +16,14 @@ mod job;
 mod manager;
 mod outcome;
 mod state;
+pub mod store;
 
 pub use control::JobControl;
 pub use job::{HEALTH_STATE_OK, Job, operational_status};
 pub use manager::{
     AffectedElement, DEFAULT_TIME_BEFORE_REMOVAL, ELEMENT_EFFECTS_CREATE, JobManager, JobSpec,
-    JobsError,
+    JobsError, RestoreReport,
 };
 pub use outcome::{ExportParameters, ExportResult, Interrupted, JobFailure, JobOutput};
 pub use state::{JobState, JobType, RequestedState, UnknownValue};
+pub use store::{INTERRUPTED_REASON, JobStore, StoreError};

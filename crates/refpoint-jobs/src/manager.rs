@@ -3,22 +3,29 @@
 //! keeps `Msvm_AffectedJobElement` associations, and removes finished jobs
 //! after `TimeBeforeRemoval`.
 //!
+//! With a [`JobStore`] ([`JobManager::with_store`]) every job's record is
+//! written on submission, on every `JobState` change and when an affected
+//! element is added, and removed with the job; [`JobManager::restore`]
+//! loads the history after a restart (jobs found unfinished become
+//! Exception, [`crate::store::INTERRUPTED_REASON`]).
+//!
 //! Each job's work runs on its own OS thread (never on an async executor);
 //! waiting is available both blocking and async (tokio `watch`).
 
 use std::collections::HashMap;
 use std::panic::{AssertUnwindSafe, catch_unwind};
-use std::sync::{Arc, Mutex, MutexGuard};
+use std::sync::{Arc, Mutex, MutexGuard, Weak};
 use std::time::{Duration, Instant};
 
 use refpoint_cim::codes::{RequestStateChangeCode, ReturnCodeA, ReturnCodeB};
 use refpoint_cim::{CimDateTime, CimInterval, CimType, Instance, MsvmError, ObjectPath, severity};
 use uuid::Uuid;
 
-use crate::control::{JobControl, Shared};
+use crate::control::{JobControl, Observer, Shared};
 use crate::job::{HEALTH_STATE_OK, Job, operational, status_text};
 use crate::outcome::{ExportParameters, JobFailure, JobOutput};
 use crate::state::{JobState, JobType, RequestedState};
+use crate::store::{INTERRUPTED_REASON, JobStore, StoreError, StoredAffected};
 
 /// `ElementEffects` value 5 (Create) of `CIM_AffectedJobElement`.
 pub const ELEMENT_EFFECTS_CREATE: u16 = 5;
@@ -164,13 +171,26 @@ impl Entry {
     }
 
     fn record(&self, retention: CimInterval) -> Job {
-        let control = match &self.body {
-            Body::Archived(job) => return (**job).clone(),
-            Body::Live(c) => c,
-        };
+        match &self.body {
+            Body::Archived(job) => (**job).clone(),
+            Body::Live(c) => self.record_with(c, &c.lock(), retention),
+        }
+    }
+
+    fn stored_affected(&self) -> Vec<StoredAffected> {
+        self.affected()
+            .iter()
+            .map(|a| StoredAffected {
+                element: a.affected_element.clone(),
+                effects: a.element_effects.clone(),
+            })
+            .collect()
+    }
+
+    /// The record of a live job from its locked state `g`.
+    fn record_with(&self, control: &JobControl, g: &Shared, retention: CimInterval) -> Job {
         let done = control.bytes_done();
         let total = control.bytes_total();
-        let g = control.lock();
         let spec = &self.fixed.spec;
         let (operational_status, status_descriptions) = operational(g.state);
         let export = spec.export.clone().unwrap_or_default();
@@ -211,7 +231,7 @@ impl Entry {
             exported_config_file_path: result.exported_config_file_path,
             exported_runtime_file_path: result.exported_runtime_file_path,
             exported_guest_state_file_path: result.exported_guest_state_file_path,
-            errors: errors_of(&g),
+            errors: errors_of(g),
         }
     }
 }
@@ -252,6 +272,7 @@ struct Inner {
     jobs: Mutex<HashMap<String, Arc<Entry>>>,
     next_seq: Mutex<u64>,
     retention: Duration,
+    store: Option<JobStore>,
 }
 
 /// The job manager. Cheap to clone (shared state).
@@ -279,7 +300,38 @@ impl JobManager {
                 jobs: Mutex::new(HashMap::new()),
                 next_seq: Mutex::new(0),
                 retention,
+                store: None,
             }),
+        }
+    }
+
+    /// A manager that persists every job in `store` (see the module docs)
+    /// and removes finished jobs `retention` after they finish. Call
+    /// [`JobManager::restore`] to load the history already in the store.
+    pub fn with_store(retention: Duration, store: JobStore) -> JobManager {
+        JobManager {
+            inner: Arc::new(Inner {
+                jobs: Mutex::new(HashMap::new()),
+                next_seq: Mutex::new(0),
+                retention,
+                store: Some(store),
+            }),
+        }
+    }
+
+    /// The store, if the manager persists its jobs.
+    pub fn store(&self) -> Option<&JobStore> {
+        self.inner.store.as_ref()
+    }
+
+    /// Writes the current record of `entry` (no-op without a store). A
+    /// failed write is logged: the job itself goes on.
+    fn persist(&self, entry: &Entry) {
+        if let Some(store) = &self.inner.store {
+            let job = entry.record(self.retention_interval());
+            if let Err(e) = store.save(&job, &entry.stored_affected()) {
+                tracing::warn!(job = %job.instance_id, error = %e, "cannot persist job record");
+            }
         }
     }
 
@@ -298,10 +350,24 @@ impl JobManager {
     fn purge(&self) {
         let retention = self.inner.retention;
         let now = Instant::now();
-        self.jobs().retain(|_, e| match e.finished_at() {
-            Some(t) => now.saturating_duration_since(t) < retention,
-            None => true,
+        let mut removed = Vec::new();
+        self.jobs().retain(|id, e| {
+            let keep = match e.finished_at() {
+                Some(t) => now.saturating_duration_since(t) < retention,
+                None => true,
+            };
+            if !keep {
+                removed.push(id.clone());
+            }
+            keep
         });
+        if let Some(store) = &self.inner.store {
+            for id in removed {
+                if let Err(e) = store.remove(&id) {
+                    tracing::warn!(job = %id, error = %e, "cannot remove expired job record");
+                }
+            }
+        }
     }
 
     fn entry(&self, id: &str) -> Result<Arc<Entry>, JobsError> {
@@ -371,12 +437,33 @@ impl JobManager {
             affected: Mutex::new(Vec::new()),
             imported_at: Instant::now(),
         });
+        if let Some(store) = &self.inner.store {
+            let weak: Weak<Entry> = Arc::downgrade(&entry);
+            let store = store.clone();
+            let retention = self.retention_interval();
+            control.set_observer(Observer(Box::new(move |g: &Shared| {
+                let Some(entry) = weak.upgrade() else {
+                    return;
+                };
+                let Body::Live(control) = &entry.body else {
+                    return;
+                };
+                let job = entry.record_with(control, g, retention);
+                if let Err(e) = store.save(&job, &entry.stored_affected()) {
+                    tracing::warn!(job = %job.instance_id, error = %e, "cannot persist job record");
+                }
+            })));
+            self.persist(&entry);
+        }
         self.jobs().insert(id.clone(), Arc::clone(&entry));
         let spawned = std::thread::Builder::new()
             .name(format!("refpoint-job-{}", id.get(..8).unwrap_or(&id)))
             .spawn(move || run(&entry, &control, work));
         if let Err(source) = spawned {
             self.jobs().remove(&id);
+            if let Some(store) = &self.inner.store {
+                let _ = store.remove(&id);
+            }
             return Err(JobsError::Spawn { id, source });
         }
         Ok(id)
@@ -520,6 +607,7 @@ impl JobManager {
     ) -> Result<(), JobsError> {
         let entry = self.entry(id)?;
         add_affected(&entry, element, effects);
+        self.persist(&entry);
         Ok(())
     }
 
@@ -549,16 +637,18 @@ impl JobManager {
         hits.into_iter().map(|(_, id)| id).collect()
     }
 
-    /// Restores a finished job record (from persistence). Its retention starts
-    /// now. Unfinished records are restored as Killed: their work did not survive.
+    /// Restores a job record (from persistence) with no affected elements;
+    /// its retention starts now. An unfinished record is restored as
+    /// Exception ([`INTERRUPTED_REASON`]): its work did not survive.
     pub fn import_record(&self, mut job: Job) {
         if !job.job_state.is_finished() {
-            job.job_state = JobState::Killed;
-            job.job_status = status_text(JobState::Killed).to_owned();
-            let (ops, texts) = operational(JobState::Killed);
-            job.operational_status = ops;
-            job.status_descriptions = texts;
+            mark_interrupted(&mut job);
         }
+        self.insert_archived(job, Vec::new(), Duration::ZERO);
+    }
+
+    fn insert_archived(&self, job: Job, affected: Vec<AffectedElement>, finished_ago: Duration) {
+        let now = Instant::now();
         let entry = Arc::new(Entry {
             fixed: Static {
                 id: job.instance_id.clone(),
@@ -568,11 +658,123 @@ impl JobManager {
                 time_submitted: job.time_submitted,
             },
             body: Body::Archived(Box::new(job)),
-            affected: Mutex::new(Vec::new()),
-            imported_at: Instant::now(),
+            affected: Mutex::new(affected),
+            imported_at: now.checked_sub(finished_ago).unwrap_or(now),
         });
         self.jobs().insert(entry.fixed.id.clone(), entry);
     }
+
+    /// Loads the job history from the store (no-op without one).
+    ///
+    /// * A finished job whose `TimeBeforeRemoval` has passed since its
+    ///   `TimeOfLastStateChange` is deleted.
+    /// * Another finished job is kept for the rest of its retention, with its
+    ///   `Msvm_AffectedJobElement` associations.
+    /// * An unfinished job (its process ended) becomes Exception with
+    ///   `ErrorCode` 32768, `ErrorSummaryDescription` [`INTERRUPTED_REASON`]
+    ///   and an `ErrorDescription` naming the state it was in; the new record
+    ///   is written back. These jobs are returned in
+    ///   [`RestoreReport::interrupted`] so the caller can clean up after them.
+    ///
+    /// Jobs already known to this manager are left alone.
+    ///
+    /// # Errors
+    /// [`StoreError::Io`] when the job directory cannot be listed; damaged
+    /// record files are reported in [`RestoreReport::invalid`] instead.
+    pub fn restore(&self) -> Result<RestoreReport, StoreError> {
+        let mut report = RestoreReport::default();
+        let Some(store) = &self.inner.store else {
+            return Ok(report);
+        };
+        let (records, invalid) = store.load()?;
+        report.invalid = invalid;
+        let now = time::OffsetDateTime::now_utc();
+        for record in records {
+            let mut job = record.job;
+            if self.jobs().contains_key(&job.instance_id) {
+                continue;
+            }
+            let job_path =
+                ObjectPath::new(job.job_type.class_name()).with_key("InstanceID", &job.instance_id);
+            let affected: Vec<AffectedElement> = record
+                .affected
+                .into_iter()
+                .map(|a| AffectedElement {
+                    affected_element: a.element,
+                    affecting_element: job_path.clone(),
+                    element_effects: a.effects,
+                })
+                .collect();
+            let finished_ago = if job.job_state.is_finished() {
+                let changed = job.time_of_last_state_change.to_offset_date_time();
+                let age = changed
+                    .map(|t| now - t)
+                    .and_then(|d| Duration::try_from(d).ok())
+                    .unwrap_or(Duration::ZERO);
+                if age >= self.inner.retention {
+                    if let Err(e) = store.remove(&job.instance_id) {
+                        tracing::warn!(job = %job.instance_id, error = %e, "cannot remove expired job record");
+                    }
+                    report.expired.push(job.instance_id);
+                    continue;
+                }
+                age
+            } else {
+                mark_interrupted(&mut job);
+                let stored: Vec<StoredAffected> = affected
+                    .iter()
+                    .map(|a| StoredAffected {
+                        element: a.affected_element.clone(),
+                        effects: a.element_effects.clone(),
+                    })
+                    .collect();
+                if let Err(e) = store.save(&job, &stored) {
+                    tracing::warn!(job = %job.instance_id, error = %e, "cannot persist interrupted job record");
+                }
+                report.interrupted.push(job.clone());
+                Duration::ZERO
+            };
+            report.restored += 1;
+            self.insert_archived(job, affected, finished_ago);
+        }
+        Ok(report)
+    }
+}
+
+/// What [`JobManager::restore`] did.
+#[derive(Debug, Default)]
+pub struct RestoreReport {
+    /// Jobs now kept again (finished ones and interrupted ones).
+    pub restored: usize,
+    /// Jobs that were unfinished in the store, as now recorded (Exception).
+    pub interrupted: Vec<Job>,
+    /// InstanceIDs of finished jobs whose retention had passed (deleted).
+    pub expired: Vec<String>,
+    /// Record files that could not be read (left in place).
+    pub invalid: Vec<StoreError>,
+}
+
+/// Turns the record of a job whose process ended before it finished into
+/// Exception: `ErrorCode` 32768 (Failed), `ErrorSummaryDescription`
+/// [`INTERRUPTED_REASON`], `ErrorDescription` naming the state it was in,
+/// one `Msvm_Error` for `GetErrorEx`; `TimeOfLastStateChange` is now.
+fn mark_interrupted(job: &mut Job) {
+    let was = job.job_state;
+    let description = format!(
+        "{INTERRUPTED_REASON} while job {} ({}) was {was}",
+        job.instance_id,
+        job.job_type.description()
+    );
+    job.job_state = JobState::Exception;
+    job.job_status = status_text(JobState::Exception).to_owned();
+    let (ops, texts) = operational(JobState::Exception);
+    job.operational_status = ops;
+    job.status_descriptions = texts;
+    job.error_code = u16::try_from(ReturnCodeA::Failed.value()).unwrap_or(u16::MAX);
+    job.error_summary_description = Some(INTERRUPTED_REASON.to_owned());
+    job.errors = vec![MsvmError::new(ReturnCodeA::Failed, &description)];
+    job.error_description = Some(description);
+    job.time_of_last_state_change = CimDateTime::now_utc();
 }
 
 fn add_affected(entry: &Entry, element: ObjectPath, effects: &[u16]) {

@@ -637,7 +637,7 @@ mod tests {
     }
 
     #[test]
-    fn imported_unfinished_record_becomes_killed() {
+    fn imported_unfinished_record_becomes_exception_interrupted() {
         let source = JobManager::new();
         let g = start_gated(&source);
         let running = source.get(&g.id).unwrap();
@@ -645,7 +645,13 @@ mod tests {
         let m = JobManager::new();
 
         m.import_record(running);
+        let job = m.get(&g.id).unwrap();
 
-        assert_eq!(m.get(&g.id).unwrap().job_state, JobState::Killed);
+        assert_eq!(job.job_state, JobState::Exception);
+        assert_eq!(u32::from(job.error_code), ReturnCodeA::Failed.value());
+        assert_eq!(
+            job.error_summary_description.as_deref(),
+            Some(refpoint_jobs::INTERRUPTED_REASON)
+        );
     }
 }
