@@ -9,11 +9,11 @@
 //! |---|---|---|
 //! | `Failed` | 32768 | I/O error, corrupt or unreadable source VHDX, output write failure |
 //! | `AccessDenied` | 32769 | permission denied / read-only file system on the export directory or a source |
-//! | `NotSupported` | 32770 | a base reference point (differential export is not implemented yet) |
-//! | `InvalidParameter` | 32773 | malformed request: path, names, chain/GUID counts, thread count |
+//! | `NotSupported` | 32770 | (reserved: nothing the engine is asked today) |
+//! | `InvalidParameter` | 32773 | malformed request: path, names, chain/GUID counts, thread count; base of another VM or the target itself; base export missing, of another reference point or not matching its manifest; restore folders that do not form a chain |
 //! | `TargetExists` | 32773 | `<ExportDirectory>/<ElementName>` already exists (nothing is overwritten) |
 //! | `InUse` | 32774 | another live export writes the same VM folder of the same directory |
-//! | `InvalidState` | 32775 | a source layer's `DataWriteGuid` or geometry no longer matches the reference point |
+//! | `InvalidState` | 32775 | a source layer's `DataWriteGuid` or geometry no longer matches the reference point; change tracking lost under the strict policy |
 //! | `OutOfMemory` | 32778 | the buffer pool cannot be allocated or cannot hold one block |
 //! | `Interrupted` | 32768 | terminated/killed; the job's `JobState` (8/9) carries the reason |
 
@@ -22,10 +22,13 @@ use std::path::{Path, PathBuf};
 
 use refpoint_vhdx::VhdxError;
 
+use crate::base::BaseError;
 use crate::control::Interrupted;
+use crate::differential::DifferentialError;
 use crate::output::OutputError;
 use crate::pool::PoolError;
 use crate::request::RequestError;
+use crate::restore::RestoreError;
 use crate::source::SourceError;
 use crate::staging::StagingError;
 use crate::verify::VerifyError;
@@ -109,6 +112,15 @@ pub enum ErrorDetail {
     /// Reading an export to verify it ([`VerifyError`]).
     #[error(transparent)]
     Verify(#[from] VerifyError),
+    /// The base export of a differential export ([`BaseError`]).
+    #[error(transparent)]
+    Base(#[from] BaseError),
+    /// Change tracking of a differential export ([`DifferentialError`]).
+    #[error(transparent)]
+    Differential(#[from] DifferentialError),
+    /// Building a synthetic full from a chain of exports ([`RestoreError`]).
+    #[error(transparent)]
+    Restore(#[from] RestoreError),
     /// The caller stopped the export.
     #[error(transparent)]
     Interrupted(#[from] Interrupted),
@@ -177,6 +189,9 @@ impl From<ErrorDetail> for EngineError {
             ErrorDetail::Pool(e) => (e.kind(), e.context()),
             ErrorDetail::Output(e) => (e.kind(), e.context()),
             ErrorDetail::Verify(e) => (e.kind(), e.context()),
+            ErrorDetail::Base(e) => (e.kind(), e.context()),
+            ErrorDetail::Differential(e) => (e.kind(), e.context()),
+            ErrorDetail::Restore(e) => (e.kind(), e.context()),
             ErrorDetail::Interrupted(i) => (
                 ErrorKind::Interrupted(*i),
                 ErrorContext {
@@ -210,13 +225,16 @@ engine_error_from!(
     PoolError,
     OutputError,
     VerifyError,
+    BaseError,
+    DifferentialError,
+    RestoreError,
     Interrupted
 );
 
 impl RequestError {
     fn kind(&self) -> ErrorKind {
         match self {
-            RequestError::DifferentialNotSupported { .. } => ErrorKind::NotSupported,
+            RequestError::TrackingLost { .. } => ErrorKind::InvalidState,
             _ => ErrorKind::InvalidParameter,
         }
     }
@@ -237,10 +255,13 @@ impl RequestError {
             RequestError::InvalidFileStem { disk, .. }
             | RequestError::DuplicateDisk { disk }
             | RequestError::EmptyChain { disk }
-            | RequestError::DataWriteGuidCount { disk, .. } => ctx.disk = Some(disk.clone()),
+            | RequestError::DataWriteGuidCount { disk, .. }
+            | RequestError::TrackingLost { disk, .. }
+            | RequestError::ChangesWithoutBase { disk } => ctx.disk = Some(disk.clone()),
             RequestError::DuplicateFileStem { second, .. } => ctx.disk = Some(second.clone()),
             RequestError::InvalidElementName { .. }
-            | RequestError::DifferentialNotSupported { .. }
+            | RequestError::BaseIsTarget { .. }
+            | RequestError::BaseOfAnotherVm { .. }
             | RequestError::ThreadPool { .. } => {}
         }
         ctx

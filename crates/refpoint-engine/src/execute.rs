@@ -17,26 +17,31 @@ use std::sync::{Mutex, PoisonError};
 use std::time::{Duration, Instant};
 
 use rayon::prelude::*;
-use refpoint_vhdx::{BuilderKind, CreateOptions, ImageBuilder};
+use refpoint_vhdx::{BuilderKind, CreateOptions, ImageBuilder, VhdxFile};
 use uuid::Uuid;
 
 use crate::control::{EngineConfig, ExportControl, Interrupted};
+use crate::differential::{DiskMode, coalesce};
 use crate::digest::{
     Sha256Digest, ZeroDigests, content_digest, file_digest, is_zero, sha256, to_hex,
 };
 use crate::error::EngineError;
 use crate::identity::guid_upper;
 use crate::manifest::{
-    DiskRecord, FileRecord, MANIFEST_FORMAT, Manifest, OUTPUT_KIND_DYNAMIC, OutputRecord,
-    SourceLayerRecord, ToolRecord, VirtualSystemRecord, render_checksums,
+    BaseExportRecord, DiskRecord, FallbackRecord, FileRecord, MANIFEST_FORMAT, Manifest,
+    OUTPUT_KIND_DIFFERENCING, OUTPUT_KIND_DYNAMIC, OutputRecord, ParentRecord, SourceLayerRecord,
+    ToolRecord, VirtualSystemRecord, render_checksums,
 };
-use crate::output::{DiskWriter, OutputError, create_dir, file_err, write_file_synced};
+use crate::output::{
+    BlockPayload, DiskWriter, OutputError, create_dir, file_err, write_file_synced,
+};
 use crate::plan::{
     CHECKSUMS_FILE, DiskPlan, ExportPlan, MANIFEST_FILE, VIRTUAL_HARD_DISKS_DIR,
     VIRTUAL_MACHINES_DIR,
 };
 use crate::pool::{BufferPool, PooledBuffer};
 use crate::request::RequestError;
+use crate::restore::RestoreError;
 use crate::source::{DataBlock, read_block};
 use crate::staging::{Staging, sync_dir};
 
@@ -62,8 +67,17 @@ pub struct ExportedDisk {
     pub blocks_stored: u64,
     /// Blocks read and found all-zero (not stored).
     pub blocks_zero: u64,
-    /// Blocks the chain maps to zero (not read, not stored).
+    /// Blocks neither read nor written: the chain maps them to zero (full
+    /// export), or they are unchanged since the base (differential).
     pub blocks_absent: u64,
+    /// Fallback only: blocks read whose digest equals the base's (not stored).
+    pub blocks_unchanged: u64,
+    /// Differencing output: the base export's file that is its parent.
+    pub parent: Option<PathBuf>,
+    /// Differencing output made by the tracking fallback: why tracking was lost.
+    pub fallback: Option<String>,
+    /// Dynamic output inside a differential export: why the disk was exported full.
+    pub full_reason: Option<String>,
 }
 
 /// Result of a committed export, with its costs.
@@ -88,8 +102,15 @@ pub struct ExportOutcome {
     pub blocks_stored: u64,
     /// Blocks read and found all-zero, all disks.
     pub blocks_zero: u64,
-    /// Blocks mapped to zero by the chain (never read), all disks.
+    /// Blocks neither read nor written, all disks.
     pub blocks_absent: u64,
+    /// Blocks read by a tracking fallback and found unchanged, all disks.
+    pub blocks_unchanged: u64,
+    /// `"full"`, `"differential"` or `"synthetic-full"` (the manifest's `export_type`).
+    pub export_type: String,
+    /// One line per disk exported by the tracking fallback (naming the disk
+    /// and why tracking was lost): the job's warnings (CompletedWithWarnings).
+    pub warnings: Vec<String>,
     /// Wall time of [`execute`].
     pub elapsed: Duration,
     /// Stale staging directories removed before starting.
@@ -103,6 +124,7 @@ struct DiskStats {
     stored: AtomicU64,
     stored_bytes: AtomicU64,
     zero: AtomicU64,
+    unchanged: AtomicU64,
 }
 
 /// The first error of a run; later ones are dropped.
@@ -182,7 +204,14 @@ pub fn execute(
         buffers = buffers.capacity(),
         "export started"
     );
-    let written = write_export(&plan, staging.vm_folder(), control, &workers, &buffers)?;
+    let written = write_export(
+        &plan,
+        staging.vm_folder(),
+        &plan.target_folder(),
+        control,
+        &workers,
+        &buffers,
+    )?;
     control.checkpoint()?;
     let stale_staging_removed = staging.removed_stale().to_vec();
     let vm_folder = staging.commit()?;
@@ -200,7 +229,7 @@ pub fn execute(
 /// What [`write_export`] produced (relative paths, digests, counters).
 struct Written {
     config: FileRecord,
-    disks: Vec<(DiskRecord, u64, u64)>,
+    disks: Vec<(DiskRecord, Counts)>,
     bytes_read: u64,
     bytes_written: u64,
 }
@@ -214,6 +243,9 @@ impl Written {
         stale_staging_removed: Vec<PathBuf>,
     ) -> ExportOutcome {
         let mut outcome = ExportOutcome {
+            export_type: plan.export_type.to_owned(),
+            warnings: Vec::new(),
+            blocks_unchanged: 0,
             config_file: vm_folder.join(&self.config.path),
             manifest_file: vm_folder.join(MANIFEST_FILE),
             checksums_file: vm_folder.join(CHECKSUMS_FILE),
@@ -227,12 +259,29 @@ impl Written {
             stale_staging_removed,
             vm_folder,
         };
-        for ((record, stored, zero), plan) in self.disks.into_iter().zip(&plan.disks) {
+        for ((record, counts), plan) in self.disks.into_iter().zip(&plan.disks) {
+            let Counts {
+                stored,
+                zero,
+                unchanged,
+            } = counts;
             let absent = plan.block_count().saturating_sub(plan.data_block_count());
             outcome.blocks_stored += stored;
             outcome.blocks_zero += zero;
             outcome.blocks_absent += absent;
+            outcome.blocks_unchanged += unchanged;
+            if let Some(reason) = plan.fallback_reason() {
+                outcome.warnings.push(format!(
+                    "disk {}: change tracking was lost ({reason}); every block was compared with the base export's block digests and the {} that differ were exported",
+                    plan.instance_id,
+                    plan.data_block_count().saturating_sub(unchanged)
+                ));
+            }
             outcome.disks.push(ExportedDisk {
+                blocks_unchanged: unchanged,
+                parent: plan.parent_path().map(Path::to_path_buf),
+                fallback: plan.fallback_reason().map(str::to_owned),
+                full_reason: plan.full_reason().map(str::to_owned),
                 instance_id: record.instance_id,
                 path: outcome.vm_folder.join(&record.output.path),
                 size: record.output.size,
@@ -248,11 +297,21 @@ impl Written {
     }
 }
 
-/// Writes the whole VM folder under `vm_folder` (the staging copy), every
-/// file fsynced, and its two sub-directories fsynced.
+/// Block counters of one disk.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+struct Counts {
+    stored: u64,
+    zero: u64,
+    unchanged: u64,
+}
+
+/// Writes the whole VM folder under `vm_folder` (the staging copy, to be
+/// renamed to `final_folder`), every file fsynced, and its two
+/// sub-directories fsynced.
 fn write_export(
     plan: &ExportPlan,
     vm_folder: &Path,
+    final_folder: &Path,
     control: &dyn ExportControl,
     workers: &rayon::ThreadPool,
     buffers: &BufferPool,
@@ -277,7 +336,7 @@ fn write_export(
     let mut writers = Vec::with_capacity(plan.disks.len());
     let mut stats = Vec::with_capacity(plan.disks.len());
     for disk in &plan.disks {
-        writers.push(start_disk(disk, vm_folder)?);
+        writers.push(start_disk(disk, vm_folder, final_folder)?);
         stats.push(DiskStats::new(disk)?);
     }
     control.set_total(plan.bytes_to_read());
@@ -323,17 +382,30 @@ fn write_export(
                 "output size reported by the builder differs from the file length"
             );
         }
-        let stored = stat.stored.into_inner();
+        let counts = Counts {
+            stored: stat.stored.into_inner(),
+            zero: stat.zero.into_inner(),
+            unchanged: stat.unchanged.into_inner(),
+        };
         bytes_written += stat.stored_bytes.into_inner();
-        let record = disk_record(
-            disk,
-            stat.digests
-                .into_inner()
-                .unwrap_or_else(PoisonError::into_inner),
-            hashed_len,
-            &digest,
-        );
-        disks.push((record, stored, stat.zero.into_inner()));
+        let digests = stat
+            .digests
+            .into_inner()
+            .unwrap_or_else(PoisonError::into_inner);
+        if let Some(expected) = disk.expected_content {
+            let actual = content_digest(&digests);
+            if actual != expected {
+                return Err(RestoreError::ContentDigestMismatch {
+                    disk: disk.instance_id.clone(),
+                    expected: to_hex(&expected),
+                    actual: to_hex(&actual),
+                }
+                .into());
+            }
+        }
+        let output_path = vm_folder.join(disk.output_relative_path());
+        let record = disk_record(disk, &digests, hashed_len, &digest, &output_path, counts)?;
+        disks.push((record, counts));
     }
 
     let manifest = Manifest {
@@ -343,15 +415,25 @@ fn write_export(
             version: env!("CARGO_PKG_VERSION").to_owned(),
         },
         job_id: guid_upper(plan.job_id),
-        export_type: "full".to_owned(),
+        export_type: plan.export_type.to_owned(),
         reference_point: plan.reference_point.clone(),
-        base: None,
+        base: plan.base.as_ref().map(|b| b.identity.clone()),
         virtual_system: VirtualSystemRecord {
             name: guid_upper(plan.vm_name),
             element_name: plan.element_name.clone(),
         },
         config: config.clone(),
-        disks: disks.iter().map(|(r, _, _)| r.clone()).collect(),
+        disks: disks.iter().map(|(r, _)| r.clone()).collect(),
+        base_export: plan.base.as_ref().map(|b| BaseExportRecord {
+            vm_folder: b.export.folder.to_string_lossy().into_owned(),
+            manifest_sha256: to_hex(&b.export.manifest_sha256),
+        }),
+        removed_disks: plan
+            .base
+            .as_ref()
+            .map(|b| b.removed_disks.clone())
+            .unwrap_or_default(),
+        restored_from: plan.restored_from.clone(),
     };
     let manifest_path = vm_folder.join(MANIFEST_FILE);
     let manifest_text = manifest.to_json().map_err(|cause| OutputError::Manifest {
@@ -389,7 +471,8 @@ fn write_export(
 }
 
 impl DiskStats {
-    /// Digests preset to the zero digest of every block: absent blocks keep it.
+    /// Digests preset to what blocks that are not read keep: the zero
+    /// digest (dynamic output) or the base's digest (differencing output).
     fn new(disk: &DiskPlan) -> Result<DiskStats, EngineError> {
         let g = &disk.geometry;
         let zeros = ZeroDigests::new(g.virtual_size, u64::from(g.block_size));
@@ -400,11 +483,17 @@ impl DiskStats {
             .map_err(|_| crate::pool::PoolError::Allocation {
                 bytes: count.saturating_mul(32),
             })?;
-        digests.resize(count, zeros.for_len(u64::from(g.block_size)));
-        if let Some(last) = digests.last_mut() {
-            *last = zeros.for_len(g.block_len(g.block_count().saturating_sub(1)));
+        match disk.mode.parent() {
+            Some(parent) => digests.extend(parent.digests.iter().take(count).copied()),
+            None => {
+                digests.resize(count, zeros.for_len(u64::from(g.block_size)));
+                if let Some(last) = digests.last_mut() {
+                    *last = zeros.for_len(g.block_len(g.block_count().saturating_sub(1)));
+                }
+            }
         }
         Ok(DiskStats {
+            unchanged: AtomicU64::new(0),
             zeros,
             digests: Mutex::new(digests),
             stored: AtomicU64::new(0),
@@ -414,9 +503,16 @@ impl DiskStats {
     }
 }
 
-/// Creates the output VHDX of `disk` inside `vm_folder`.
-fn start_disk<'p>(disk: &DiskPlan, vm_folder: &Path) -> Result<DiskWriter<'p>, OutputError> {
+/// Creates the output VHDX of `disk` inside `vm_folder` (a differencing
+/// output's relative parent path is computed from `final_folder`, where the
+/// commit moves it).
+fn start_disk<'p>(
+    disk: &DiskPlan,
+    vm_folder: &Path,
+    final_folder: &Path,
+) -> Result<DiskWriter<'p>, OutputError> {
     let path = vm_folder.join(disk.output_relative_path());
+    let final_path = final_folder.join(disk.output_relative_path());
     let g = &disk.geometry;
     let opts = CreateOptions {
         virtual_size: g.virtual_size,
@@ -427,7 +523,14 @@ fn start_disk<'p>(disk: &DiskPlan, vm_folder: &Path) -> Result<DiskWriter<'p>, O
         data_write_guid: Some(disk.output_data_write_guid),
         creator: format!("{TOOL_NAME} {}", env!("CARGO_PKG_VERSION")),
     };
-    let builder = ImageBuilder::create(&path, &opts, BuilderKind::Dynamic).map_err(|cause| {
+    let kind = match disk.mode.parent() {
+        Some(parent) => BuilderKind::Differencing {
+            parent_path: parent.path.clone(),
+            parent_data_write_guid: parent.data_write_guid,
+        },
+        None => BuilderKind::Dynamic,
+    };
+    let builder = ImageBuilder::create_for(&path, &final_path, &opts, kind).map_err(|cause| {
         OutputError::Create {
             disk: disk.instance_id.clone(),
             path: path.clone(),
@@ -567,18 +670,31 @@ impl<'p> BlockJob<'_, 'p> {
         let read = self.block.bytes_to_read();
         bytes_read.fetch_add(read, Ordering::Relaxed);
         control.add_progress(read);
-        if zero {
+        let unchanged = match &self.disk.mode {
+            DiskMode::Fallback { parent, .. } => usize::try_from(self.block.index)
+                .ok()
+                .and_then(|i| parent.digests.get(i))
+                .is_some_and(|base| *base == digest),
+            DiskMode::Full { .. } | DiskMode::Tracked { .. } => false,
+        };
+        let payload = if unchanged {
+            self.stat.unchanged.fetch_add(1, Ordering::Relaxed);
+            BlockPayload::Skip
+        } else if zero {
             self.stat.zero.fetch_add(1, Ordering::Relaxed);
-            self.writer
-                .submit(self.position, self.block.index, len, None)?;
+            match self.disk.mode {
+                DiskMode::Full { .. } => BlockPayload::Skip,
+                DiskMode::Tracked { .. } | DiskMode::Fallback { .. } => BlockPayload::Zero,
+            }
         } else {
             self.stat.stored.fetch_add(1, Ordering::Relaxed);
             self.stat
                 .stored_bytes
                 .fetch_add(self.block.length, Ordering::Relaxed);
-            self.writer
-                .submit(self.position, self.block.index, len, Some(buffer))?;
-        }
+            BlockPayload::Store(buffer)
+        };
+        self.writer
+            .submit(self.position, self.block.index, len, payload)?;
         Ok(())
     }
 }
@@ -613,15 +729,67 @@ fn hash_output(
     }
 }
 
-/// The manifest record of `disk`.
+/// The manifest record of `disk`; `output_path` is the finished output
+/// (read back for a differencing output's parent locator).
 fn disk_record(
     disk: &DiskPlan,
-    digests: Vec<Sha256Digest>,
+    digests: &[Sha256Digest],
     size: u64,
     file_digest: &Sha256Digest,
-) -> DiskRecord {
+    output_path: &Path,
+    counts: Counts,
+) -> Result<DiskRecord, OutputError> {
     let g = &disk.geometry;
-    DiskRecord {
+    let bs = u64::from(g.block_size);
+    let (kind, parent) = match disk.mode.parent() {
+        None => (OUTPUT_KIND_DYNAMIC, None),
+        Some(parent) => {
+            let file = VhdxFile::open(output_path).map_err(|cause| OutputError::Finish {
+                disk: disk.instance_id.clone(),
+                path: output_path.to_path_buf(),
+                cause: Box::new(cause),
+            })?;
+            let relative_path = file
+                .parent_locator()
+                .and_then(|l| l.relative_path())
+                .unwrap_or_default()
+                .to_owned();
+            (
+                OUTPUT_KIND_DIFFERENCING,
+                Some(ParentRecord {
+                    path: parent.path.to_string_lossy().into_owned(),
+                    relative_path,
+                    data_write_guid: guid_upper(parent.data_write_guid),
+                    content_digest: to_hex(&parent.content_digest),
+                }),
+            )
+        }
+    };
+    let changed: Vec<(u64, u64)> = match &disk.mode {
+        DiskMode::Full { .. } => disk.allocated.clone(),
+        DiskMode::Tracked { ranges, .. } => ranges.clone(),
+        DiskMode::Fallback { parent, .. } => coalesce(
+            digests
+                .iter()
+                .zip(&parent.digests)
+                .enumerate()
+                .filter(|(_, (now, base))| now != base)
+                .map(|(i, _)| {
+                    let index = i as u64;
+                    (index * bs, g.block_len(index))
+                })
+                .collect(),
+        ),
+    };
+    let fallback = match &disk.mode {
+        DiskMode::Fallback { reason, .. } => Some(FallbackRecord {
+            reason: reason.clone(),
+            blocks_compared: disk.data_block_count(),
+            blocks_differing: counts.stored + counts.zero,
+        }),
+        _ => None,
+    };
+    Ok(DiskRecord {
         instance_id: disk.instance_id.clone(),
         virtual_disk_id: guid_upper(g.virtual_disk_id),
         virtual_size: g.virtual_size,
@@ -642,10 +810,13 @@ fn disk_record(
             size,
             sha256: to_hex(file_digest),
             data_write_guid: guid_upper(disk.output_data_write_guid),
-            kind: OUTPUT_KIND_DYNAMIC.to_owned(),
+            kind: kind.to_owned(),
         },
-        changed_ranges: disk.allocated.iter().map(|(o, l)| [*o, *l]).collect(),
-        content_digest: to_hex(&content_digest(&digests)),
+        changed_ranges: changed.iter().map(|(o, l)| [*o, *l]).collect(),
+        content_digest: to_hex(&content_digest(digests)),
         block_digests: digests.iter().map(to_hex).collect(),
-    }
+        parent,
+        fallback,
+        full_reason: disk.full_reason().map(str::to_owned),
+    })
 }

@@ -7,8 +7,35 @@
 //! execute(plan, &dyn ExportControl, &EngineConfig) -> ExportOutcome
 //!                                            read → hash → write in parallel, manifest, atomic commit
 //! verify(dir)           -> VerifyReport      SHA256SUMS + manifest + every block re-read
+//! verify_chain(&[base, diff…]) -> VerifyReport  each folder, the links, the content through the chain
+//! restore(&[base, diff…], to, ..) -> ExportOutcome  synthetic full (plan_restore + execute)
 //! cleanup_stale_staging(dir)                 remove leftovers of crashed exports
 //! ```
+//!
+//! # Differential export
+//!
+//! With [`ExportRequest::base`] set, each disk whose [`DiskExport::changes`]
+//! is given and which the base export holds (same virtual size, block size
+//! and logical sector size) is written as a differencing VHDX
+//! `Virtual Hard Disks/<file_stem>-<RP GUID>.avhdx` whose parent is the base
+//! export's file of the disk: the locator's `relative_path` is computed from
+//! the final location (the commit moves the staging copy there), its
+//! `absolute_win32_path` is the parent's canonical path, and
+//! `parent_linkage` is the parent's `DataWriteGuid`. It holds exactly the
+//! output blocks touched by the changed ranges, read whole through the
+//! target chain: `FULLY_PRESENT`, or `ZERO` when the block now reads
+//! all-zero. Lost tracking fails the export with 32775 under
+//! [`TrackingPolicy::Strict`]; under [`TrackingPolicy::Fallback`] every
+//! block with data is read and only blocks whose digest differs from the
+//! base manifest's are stored (the manifest's `fallback` and the outcome's
+//! `warnings` record it). A disk the base export does not hold (or whose
+//! geometry changed) is exported full inside the differential export
+//! (`full_reason`); `removed_disks` lists the base's disks the target lost.
+//! The manifest's `block_digests` always cover the whole target disk:
+//! unchanged blocks carry the base manifest's digests, so the content digest
+//! of the target is known without reading the base. Any export of a
+//! reference point (full, differential, synthetic full) gives a disk's file
+//! the same `DataWriteGuid` and content, so each can be the parent.
 //!
 //! The engine does not depend on the host model (`refpoint-core`): the
 //! facade turns a reference point into an [`ExportRequest`]. Errors carry an
@@ -67,6 +94,19 @@
 //! }
 //! ```
 //!
+//! A differential export (`"export_type": "differential"`, `"base"` = the
+//! base's identity) adds `"base_export": {"vm_folder", "manifest_sha256"}`
+//! and, when disks were removed, `"removed_disks": ["<InstanceID>", ...]`;
+//! its differencing disks have `"output.kind": "differencing"`,
+//! `"parent": {"path", "relative_path", "data_write_guid", "content_digest"}`,
+//! `"changed_ranges"` = the tracked ranges (sorted, coalesced), and after a
+//! tracking fallback `"fallback": {"reason", "blocks_compared",
+//! "blocks_differing"}` (`changed_ranges` then lists the differing blocks);
+//! a disk exported full inside it has `"full_reason"`. A synthetic full
+//! (`"export_type": "synthetic-full"`) lists `"restored_from": [{"vm_folder",
+//! "manifest_sha256", "reference_point"}, ...]`. Fields that do not apply are
+//! omitted, so a full export's manifest is unchanged.
+//!
 //! GUIDs are upper case without braces; digests lower-case hex; sizes and
 //! offsets in bytes; the last block of a disk whose size is not a multiple of
 //! the block size is short and its digest covers only its bytes. There are
@@ -82,7 +122,9 @@
 
 #![forbid(unsafe_code)]
 
+mod base;
 mod control;
+mod differential;
 mod digest;
 mod error;
 mod execute;
@@ -92,11 +134,15 @@ mod output;
 mod plan;
 mod pool;
 mod request;
+mod restore;
 mod source;
 mod staging;
 mod verify;
+mod verify_chain;
 
+pub use base::BaseError;
 pub use control::{EngineConfig, ExportControl, Interrupted, Unattended};
+pub use differential::DifferentialError;
 pub use digest::{Sha256Digest, content_digest, sha256, zero_digest};
 pub use error::{EngineError, ErrorContext, ErrorDetail, ErrorKind};
 pub use execute::{ExportOutcome, ExportedDisk, TOOL_NAME, execute};
@@ -108,12 +154,14 @@ pub use plan::{
 };
 pub use pool::PoolError;
 pub use request::{
-    BaseReferencePoint, DiskExport, ExportRequest, NameRule, ReferencePointIdentity, RequestError,
-    check_file_stem, check_name,
+    BaseReferencePoint, ChangeTracking, DiskExport, ExportRequest, NameRule,
+    ReferencePointIdentity, RequestError, TrackingPolicy, check_file_stem, check_name,
 };
+pub use restore::{RestoreError, plan_restore, restore};
 pub use source::{OutputGeometry, SourceError};
 pub use staging::{LOCK_FILE, STAGING_PREFIX, StagingError, cleanup_stale_staging};
 pub use verify::{
     FileReport, Finding, FolderReport, MAX_LISTED_BLOCK_MISMATCHES, VerifyError, VerifyReport,
     verify,
 };
+pub use verify_chain::verify_chain;

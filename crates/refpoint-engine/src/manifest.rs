@@ -14,8 +14,20 @@ use crate::request::ReferencePointIdentity;
 /// Value of [`Manifest::format`].
 pub const MANIFEST_FORMAT: &str = "refpoint-export/1";
 
-/// Value of [`OutputRecord::kind`] for a full export.
+/// Value of [`OutputRecord::kind`] for a dynamic VHDX (full export, a disk
+/// added since the base, a synthetic full).
 pub const OUTPUT_KIND_DYNAMIC: &str = "dynamic";
+/// Value of [`OutputRecord::kind`] for the differencing VHDX of a
+/// differential export (its parent is the base export's file).
+pub const OUTPUT_KIND_DIFFERENCING: &str = "differencing";
+
+/// Value of [`Manifest::export_type`] for a full export.
+pub const EXPORT_TYPE_FULL: &str = "full";
+/// Value of [`Manifest::export_type`] for a differential export.
+pub const EXPORT_TYPE_DIFFERENTIAL: &str = "differential";
+/// Value of [`Manifest::export_type`] for a synthetic full made by
+/// [`crate::restore`] from a base export and differential exports.
+pub const EXPORT_TYPE_SYNTHETIC_FULL: &str = "synthetic-full";
 
 /// The root of `refpoint-export.json`.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
@@ -26,7 +38,8 @@ pub struct Manifest {
     pub tool: ToolRecord,
     /// `InstanceID` of the export job.
     pub job_id: String,
-    /// `"full"` (differential exports will write `"differential"`).
+    /// [`EXPORT_TYPE_FULL`], [`EXPORT_TYPE_DIFFERENTIAL`] or
+    /// [`EXPORT_TYPE_SYNTHETIC_FULL`].
     pub export_type: String,
     /// The exported reference point.
     pub reference_point: ReferencePointIdentity,
@@ -38,6 +51,63 @@ pub struct Manifest {
     pub config: FileRecord,
     /// The exported disks, in request order.
     pub disks: Vec<DiskRecord>,
+    /// Differential export: the base export this one builds on (absent otherwise).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub base_export: Option<BaseExportRecord>,
+    /// Differential export: `InstanceID`s of disks the base had and the
+    /// target no longer has (absent when none).
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub removed_disks: Vec<String>,
+    /// Synthetic full: the exports it was built from, base first (absent otherwise).
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub restored_from: Vec<ExportLinkRecord>,
+}
+
+/// The base export of a differential export, pinned by its manifest's digest
+/// so that a chain of exports can be checked without trusting any one file.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct BaseExportRecord {
+    /// Absolute path of the base export's VM folder when this export was made.
+    pub vm_folder: String,
+    /// SHA-256 of the base export's `refpoint-export.json`, lower-case hex.
+    pub manifest_sha256: String,
+}
+
+/// One export a synthetic full was built from.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct ExportLinkRecord {
+    /// Absolute path of the export's VM folder.
+    pub vm_folder: String,
+    /// SHA-256 of its `refpoint-export.json`, lower-case hex.
+    pub manifest_sha256: String,
+    /// Its reference point's `InstanceID`.
+    pub reference_point: String,
+}
+
+/// The parent of a differencing output: the base export's file of the disk.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct ParentRecord {
+    /// Absolute path of the parent file when the export was made.
+    pub path: String,
+    /// The parent locator's `relative_path` as stored in the file
+    /// (MS-VHDX §2.6.2.6, `\`-separated, from the output's directory).
+    pub relative_path: String,
+    /// The parent's `DataWriteGuid` = the output's `parent_linkage`.
+    pub data_write_guid: String,
+    /// Content digest of the parent's virtual disk (from the base manifest).
+    pub content_digest: String,
+}
+
+/// Change tracking of a disk was lost and the export compared every block
+/// with the base manifest instead (policy `fallback`).
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct FallbackRecord {
+    /// Why tracking was lost (names the journal, record or layer).
+    pub reason: String,
+    /// Blocks compared with the base manifest (all blocks of the disk).
+    pub blocks_compared: u64,
+    /// Blocks whose digest differed and which the output therefore holds.
+    pub blocks_differing: u64,
 }
 
 /// Name and version of the writer.
@@ -89,7 +159,7 @@ pub struct OutputRecord {
     pub sha256: String,
     /// The file's `DataWriteGuid` (derived, see [`crate::export_data_write_guid`]).
     pub data_write_guid: String,
-    /// [`OUTPUT_KIND_DYNAMIC`] for a full export.
+    /// [`OUTPUT_KIND_DYNAMIC`] or [`OUTPUT_KIND_DIFFERENCING`].
     pub kind: String,
 }
 
@@ -113,14 +183,26 @@ pub struct DiskRecord {
     /// The exported file.
     pub output: OutputRecord,
     /// Byte ranges `[offset, length]` of the virtual disk carried by this
-    /// export, coalesced; for a full export, every range the chain maps to
-    /// data (allocated), whether or not its content is zero.
+    /// export, sorted and coalesced. Full (dynamic) output: every range the
+    /// chain maps to data (allocated), whether or not its content is zero.
+    /// Differencing output: the ranges change tracking reported between the
+    /// base and the target; after a fallback, the blocks whose digest differed.
     pub changed_ranges: Vec<[u64; 2]>,
     /// Hex SHA-256 of every block of the virtual disk (`block_size` bytes,
     /// the last one possibly short), zero blocks included.
     pub block_digests: Vec<String>,
     /// Hex SHA-256 over the concatenated binary `block_digests`.
     pub content_digest: String,
+    /// Differencing output: its parent (absent for a dynamic output).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub parent: Option<ParentRecord>,
+    /// Differencing output made by the tracking fallback (absent otherwise).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub fallback: Option<FallbackRecord>,
+    /// A dynamic output inside a differential export: why this disk was
+    /// exported full (not in the base export, geometry changed, …).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub full_reason: Option<String>,
 }
 
 impl Manifest {

@@ -166,14 +166,27 @@ pub(crate) fn create_dir(path: &Path) -> Result<(), OutputError> {
     std::fs::create_dir(path).map_err(file_err("create directory", path))
 }
 
-type Pending<'p> = (u64, usize, Option<PooledBuffer<'p>>);
+/// What the output gets for one block handed to [`DiskWriter::submit`].
+#[derive(Debug)]
+pub(crate) enum BlockPayload<'p> {
+    /// Store the data (`PAYLOAD_BLOCK_FULLY_PRESENT`).
+    Store(PooledBuffer<'p>),
+    /// Mark the block `PAYLOAD_BLOCK_ZERO` (a differencing output whose
+    /// block became all-zero: reads zeros, not the parent's data).
+    Zero,
+    /// Nothing: the block stays `PAYLOAD_BLOCK_NOT_PRESENT` (zero in a
+    /// dynamic output, the parent's data in a differencing one).
+    Skip,
+}
+
+type Pending<'p> = (u64, usize, BlockPayload<'p>);
 
 #[derive(Debug)]
 struct WriteOrder<'p> {
     /// Position (in the disk's data-block list) of the next block to write.
     next: usize,
     /// Blocks done reading, waiting for their turn: position → (block index,
-    /// block length, payload or `None` when all-zero and not stored).
+    /// block length, what to write).
     pending: BTreeMap<usize, Pending<'p>>,
     /// A thread is currently writing; others only enqueue.
     draining: bool,
@@ -209,8 +222,8 @@ impl<'p> DiskWriter<'p> {
         self.order.lock().unwrap_or_else(PoisonError::into_inner)
     }
 
-    /// Hands over the block at `position` of the disk's data-block list
-    /// (`payload` = `None`: all-zero, not stored). Whoever completes the next
+    /// Hands over the block at `position` of the disk's planned-block list.
+    /// Whoever completes the next
     /// position in order writes every consecutive ready block; buffers are
     /// returned to the pool as soon as they are written.
     ///
@@ -221,7 +234,7 @@ impl<'p> DiskWriter<'p> {
         position: usize,
         block: u64,
         length: usize,
-        payload: Option<PooledBuffer<'p>>,
+        payload: BlockPayload<'p>,
     ) -> Result<(), OutputError> {
         let mut order = self.lock();
         order.pending.insert(position, (block, length, payload));
@@ -237,18 +250,24 @@ impl<'p> DiskWriter<'p> {
             };
             order.next += 1;
             drop(order);
-            if let Some(buffer) = payload {
-                let data = buffer.as_slice().get(..length).unwrap_or_default();
-                if let Err(cause) = self.builder.write_block(block, data) {
-                    // `draining` stays set: nothing is written after a failure.
-                    return Err(OutputError::WriteBlock {
-                        disk: self.disk.clone(),
-                        path: self.path.clone(),
-                        block,
-                        offset: block.saturating_mul(self.block_size),
-                        cause: Box::new(cause),
-                    });
+            let written = match &payload {
+                BlockPayload::Store(buffer) => {
+                    let data = buffer.as_slice().get(..length).unwrap_or_default();
+                    self.builder.write_block(block, data)
                 }
+                BlockPayload::Zero => self.builder.zero_block(block),
+                BlockPayload::Skip => Ok(()),
+            };
+            drop(payload);
+            if let Err(cause) = written {
+                // `draining` stays set: nothing is written after a failure.
+                return Err(OutputError::WriteBlock {
+                    disk: self.disk.clone(),
+                    path: self.path.clone(),
+                    block,
+                    offset: block.saturating_mul(self.block_size),
+                    cause: Box::new(cause),
+                });
             }
             order = self.lock();
         }

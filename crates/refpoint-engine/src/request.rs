@@ -21,17 +21,58 @@ pub struct ReferencePointIdentity {
     pub rct_ids: Vec<String>,
 }
 
-/// The base of a differential export (`BaseReferencePoint`).
+/// What the caller wants when change tracking of a disk is lost
+/// (`refpoint export --tracking strict|fallback`).
+#[derive(
+    Debug, Clone, Copy, Default, PartialEq, Eq, Hash, serde::Serialize, serde::Deserialize,
+)]
+#[serde(rename_all = "lowercase")]
+pub enum TrackingPolicy {
+    /// Refuse the export: CIM 32775 naming the disk and the reason.
+    #[default]
+    Strict,
+    /// Read every block of the disk, compare its digest with the base
+    /// manifest's block digest and store only the blocks that differ; the
+    /// manifest records the fallback and the job ends CompletedWithWarnings.
+    Fallback,
+}
+
+/// Change tracking of one disk between the base and the target reference
+/// point, as the host model answered it (`Host::changes_between`).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum ChangeTracking {
+    /// Byte ranges `(offset, length)` of the virtual disk written after the
+    /// base up to the target (any order; overlaps allowed; bytes).
+    Changes(Vec<(u64, u64)>),
+    /// Tracking cannot answer; `reason` says why (journal missing, corrupt or
+    /// with a gap, a layer modified outside refpoint, …).
+    Lost {
+        /// Why, naming the file or record.
+        reason: String,
+    },
+}
+
+/// The base of a differential export (`BaseReferencePoint`) and where its
+/// export lies.
 ///
-/// Reserved for differential exports, which this engine version does not
-/// perform yet: a request with a base is refused with
-/// [`RequestError::DifferentialNotSupported`] (CIM 32770).
+/// The base export's manifest (`<export_folder>/refpoint-export.json`) gives,
+/// per disk, the exported file that becomes the parent of the differencing
+/// output, that file's `DataWriteGuid` (the output's `parent_linkage`) and
+/// the block digests of the base content (copied for unchanged blocks).
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct BaseReferencePoint {
-    /// Identity of the base reference point.
+    /// Identity of the base reference point; must equal the base manifest's
+    /// `reference_point` (`instance_id` compared case-insensitively).
     pub identity: ReferencePointIdentity,
-    /// VM folder of the base's export (holds its `refpoint-export.json`).
+    /// VM folder of the base's export (holds its `refpoint-export.json`):
+    /// a full export, a differential export, or a restored synthetic full.
     pub export_folder: PathBuf,
+    /// What to do for a disk whose [`DiskExport::changes`] is
+    /// [`ChangeTracking::Lost`].
+    pub tracking: TrackingPolicy,
+    /// `InstanceID`s of disks the base had and the target no longer has;
+    /// recorded as `removed_disks` in the manifest.
+    pub removed_disks: Vec<String>,
 }
 
 /// One virtual disk to export (`Msvm_StorageAllocationSettingData` at the
@@ -49,10 +90,15 @@ pub struct DiskExport {
     /// The `DataWriteGuid` each chain layer had when the reference point was
     /// taken; index-parallel to `chain`.
     pub expected_data_write_guids: Vec<Uuid>,
+    /// Differential export only: what changed on this disk since the base.
+    /// `None` (or a disk the base export does not hold) exports the disk
+    /// full, as a dynamic VHDX, inside the differential export. Must be
+    /// `None` for a full export.
+    pub changes: Option<ChangeTracking>,
 }
 
-/// A full export of one reference point (`ExportReferencePoint` with an empty
-/// `BaseReferencePoint`).
+/// An export of one reference point (`ExportReferencePoint`): full when
+/// `base` is `None`, differential otherwise.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct ExportRequest {
     /// `ExportDirectory`: absolute; created if missing (its parent must exist).
@@ -65,7 +111,7 @@ pub struct ExportRequest {
     pub vm_element_name: String,
     /// The reference point being exported.
     pub reference_point: ReferencePointIdentity,
-    /// `None`: full export. `Some`: differential (not supported yet).
+    /// `None`: full export. `Some`: differential against this base.
     pub base: Option<BaseReferencePoint>,
     /// The VM settings at the reference point, CIM-XML, written verbatim.
     pub settings_xml: String,
@@ -183,13 +229,40 @@ pub enum RequestError {
         /// The path given.
         path: PathBuf,
     },
-    /// A base reference point was given: differential export is not implemented.
+    /// Change tracking of a disk is lost and the policy is
+    /// [`TrackingPolicy::Strict`] (CIM 32775).
+    #[error("disk {disk}: change tracking since base reference point {base} is lost: {reason}")]
+    TrackingLost {
+        /// Disk `InstanceID`.
+        disk: String,
+        /// `InstanceID` of the base reference point.
+        base: String,
+        /// Why tracking is lost.
+        reason: String,
+    },
+    /// A disk carries change tracking in a full export (no base).
+    #[error("disk {disk}: change tracking given for a full export (no BaseReferencePoint)")]
+    ChangesWithoutBase {
+        /// Disk `InstanceID`.
+        disk: String,
+    },
+    /// The base is the target itself.
+    #[error("BaseReferencePoint {base} is the reference point being exported")]
+    BaseIsTarget {
+        /// `InstanceID` of both.
+        base: String,
+    },
+    /// The base belongs to another virtual system.
     #[error(
-        "differential export (BaseReferencePoint {base}) is not supported by this engine version"
+        "BaseReferencePoint {base} belongs to virtual system {base_vm}, the reference point to {target_vm}"
     )]
-    DifferentialNotSupported {
+    BaseOfAnotherVm {
         /// `InstanceID` of the base.
         base: String,
+        /// The base's `VirtualSystemIdentifier`.
+        base_vm: String,
+        /// The target's `VirtualSystemIdentifier`.
+        target_vm: String,
     },
     /// `EngineConfig.threads` could not be honoured.
     #[error("cannot start {threads} export threads: {reason}")]
@@ -253,11 +326,7 @@ impl ExportRequest {
     /// # Errors
     /// The first [`RequestError`] found, in field order.
     pub fn validate(&self) -> Result<(), RequestError> {
-        if let Some(base) = &self.base {
-            return Err(RequestError::DifferentialNotSupported {
-                base: base.identity.instance_id.clone(),
-            });
-        }
+        self.check_base()?;
         check_export_directory(&self.export_directory)?;
         check_name(&self.vm_element_name).map_err(|rule| RequestError::InvalidElementName {
             name: self.vm_element_name.clone(),
@@ -276,6 +345,49 @@ impl ExportRequest {
                         stem: disk.file_stem.clone(),
                         first: earlier.instance_id.clone(),
                         second: disk.instance_id.clone(),
+                    });
+                }
+            }
+        }
+        Ok(())
+    }
+}
+
+impl ExportRequest {
+    /// The base rules: identity of another VM or of the target itself,
+    /// changes without a base, and lost tracking under the strict policy.
+    fn check_base(&self) -> Result<(), RequestError> {
+        let Some(base) = &self.base else {
+            return match self.disks.iter().find(|d| d.changes.is_some()) {
+                Some(d) => Err(RequestError::ChangesWithoutBase {
+                    disk: d.instance_id.clone(),
+                }),
+                None => Ok(()),
+            };
+        };
+        let (b, t) = (&base.identity, &self.reference_point);
+        if b.instance_id.eq_ignore_ascii_case(&t.instance_id) {
+            return Err(RequestError::BaseIsTarget {
+                base: b.instance_id.clone(),
+            });
+        }
+        if !b
+            .virtual_system_identifier
+            .eq_ignore_ascii_case(&t.virtual_system_identifier)
+        {
+            return Err(RequestError::BaseOfAnotherVm {
+                base: b.instance_id.clone(),
+                base_vm: b.virtual_system_identifier.clone(),
+                target_vm: t.virtual_system_identifier.clone(),
+            });
+        }
+        if base.tracking == TrackingPolicy::Strict {
+            for disk in &self.disks {
+                if let Some(ChangeTracking::Lost { reason }) = &disk.changes {
+                    return Err(RequestError::TrackingLost {
+                        disk: disk.instance_id.clone(),
+                        base: b.instance_id.clone(),
+                        reason: reason.clone(),
                     });
                 }
             }
@@ -356,6 +468,7 @@ mod tests {
                 file_stem: "d0".to_owned(),
                 chain: vec![PathBuf::from("/sources/d0.vhdx")],
                 expected_data_write_guids: vec![Uuid::nil()],
+                changes: None,
             }],
             job_id: Uuid::nil(),
         }
@@ -433,6 +546,49 @@ mod tests {
         let result = req.validate();
 
         assert!(matches!(result, Err(RequestError::InvalidChainPath { .. })));
+    }
+
+    fn with_lost_tracking(dir: &Path, tracking: TrackingPolicy) -> ExportRequest {
+        let mut req = valid_request(dir);
+        let mut base = req.reference_point.clone();
+        base.instance_id = "base-rp".to_owned();
+        req.base = Some(BaseReferencePoint {
+            identity: base,
+            export_folder: dir.to_path_buf(),
+            tracking,
+            removed_disks: Vec::new(),
+        });
+        req.disks[0].changes = Some(ChangeTracking::Lost {
+            reason: "journal missing".to_owned(),
+        });
+        req
+    }
+
+    #[test]
+    fn validate_lost_tracking_under_strict_policy_is_tracking_lost() {
+        let dir = tempfile::tempdir().expect("tempdir");
+
+        let result = with_lost_tracking(dir.path(), TrackingPolicy::Strict).validate();
+
+        assert!(matches!(
+            result,
+            Err(RequestError::TrackingLost { ref disk, ref reason, .. })
+                if disk == "disk-0" && reason == "journal missing"
+        ));
+    }
+
+    #[test]
+    fn validate_lost_tracking_under_fallback_policy_is_accepted() {
+        let dir = tempfile::tempdir().expect("tempdir");
+
+        let result = with_lost_tracking(dir.path(), TrackingPolicy::Fallback).validate();
+
+        assert!(result.is_ok());
+    }
+
+    #[test]
+    fn tracking_policy_defaults_to_strict() {
+        assert_eq!(TrackingPolicy::default(), TrackingPolicy::Strict);
     }
 
     #[test]

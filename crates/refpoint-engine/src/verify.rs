@@ -27,7 +27,9 @@ use crate::digest::{
 };
 use crate::error::{EngineError, ErrorContext, ErrorKind, io_kind};
 use crate::identity::guid_upper;
-use crate::manifest::{DiskRecord, Manifest, is_contained, parse_checksums};
+use crate::manifest::{
+    DiskRecord, Manifest, OUTPUT_KIND_DIFFERENCING, is_contained, parse_checksums,
+};
 use crate::plan::{CHECKSUMS_FILE, MANIFEST_FILE};
 
 /// At most this many block mismatches are listed per file; the rest are counted.
@@ -152,6 +154,18 @@ pub enum Finding {
         /// Digest recomputed.
         actual: String,
     },
+    /// `verify --chain`: this export does not follow the previous one
+    /// (base identity, base manifest digest, a disk missing from the base).
+    ChainBroken {
+        /// What does not line up.
+        reason: String,
+    },
+    /// A differencing output's parent (locator `parent_linkage`, relative or
+    /// absolute path) is not the previous export's file of the disk.
+    ParentMismatch {
+        /// What does not line up.
+        reason: String,
+    },
 }
 
 impl fmt::Display for Finding {
@@ -190,6 +204,8 @@ impl fmt::Display for Finding {
                 f,
                 "content digest {actual} differs from the manifest ({expected})"
             ),
+            Finding::ChainBroken { reason } => write!(f, "chain of exports broken: {reason}"),
+            Finding::ParentMismatch { reason } => write!(f, "parent mismatch: {reason}"),
         }
     }
 }
@@ -319,13 +335,13 @@ fn is_vm_folder(dir: &Path) -> bool {
 
 /// Findings per relative path.
 #[derive(Debug, Default)]
-struct Findings(BTreeMap<String, Vec<Finding>>);
+pub(crate) struct Findings(BTreeMap<String, Vec<Finding>>);
 
 impl Findings {
-    fn checked(&mut self, path: &str) {
+    pub(crate) fn checked(&mut self, path: &str) {
         self.0.entry(path.to_owned()).or_default();
     }
-    fn add(&mut self, path: &str, finding: Finding) {
+    pub(crate) fn add(&mut self, path: &str, finding: Finding) {
         let list = self.0.entry(path.to_owned()).or_default();
         if !list.contains(&finding) {
             list.push(finding);
@@ -364,7 +380,9 @@ fn hash_file(path: &Path) -> Result<(Sha256Digest, u64), VerifyError> {
     file_digest(path, &mut buf, || Ok::<(), io::Error>(())).map_err(io_err("read", path))
 }
 
-fn verify_folder(folder: &Path) -> Result<FolderReport, EngineError> {
+/// Verifies one VM folder on its own (a differencing output's blocks that
+/// read from the parent are checked by [`crate::verify_chain`] only).
+pub(crate) fn verify_folder(folder: &Path) -> Result<FolderReport, EngineError> {
     let mut findings = Findings::default();
     let present = list_files(folder)?;
 
@@ -430,14 +448,41 @@ fn verify_folder(folder: &Path) -> Result<FolderReport, EngineError> {
 
     verify_manifest(folder, &present, &hashed, &mut findings)?;
 
-    Ok(FolderReport {
-        folder: folder.to_path_buf(),
-        files: findings
-            .0
-            .into_iter()
-            .map(|(path, findings)| FileReport { path, findings })
-            .collect(),
-    })
+    Ok(findings.into_report(folder))
+}
+
+impl Findings {
+    /// The report of `folder`, files sorted by path.
+    pub(crate) fn into_report(self, folder: &Path) -> FolderReport {
+        FolderReport {
+            folder: folder.to_path_buf(),
+            files: self
+                .0
+                .into_iter()
+                .map(|(path, findings)| FileReport { path, findings })
+                .collect(),
+        }
+    }
+}
+
+impl FolderReport {
+    /// Adds `finding` on file `path` (relative to the folder).
+    pub(crate) fn add(&mut self, path: &str, finding: Finding) {
+        match self.files.iter_mut().find(|f| f.path == path) {
+            Some(file) => {
+                if !file.findings.contains(&finding) {
+                    file.findings.push(finding);
+                }
+            }
+            None => {
+                self.files.push(FileReport {
+                    path: path.to_owned(),
+                    findings: vec![finding],
+                });
+                self.files.sort_by(|a, b| a.path.cmp(&b.path));
+            }
+        }
+    }
 }
 
 /// Cross-checks the manifest against the files and re-reads every image.
@@ -581,6 +626,9 @@ fn verify_disk(
         return Ok(());
     }
 
+    if disk.output.kind == OUTPUT_KIND_DIFFERENCING {
+        return crate::verify_chain::verify_differencing(folder, index, disk, &listed, findings);
+    }
     let path = folder.join(image);
     let chain = match Chain::from_paths(std::slice::from_ref(&path)) {
         Ok(c) => c,
@@ -656,7 +704,24 @@ fn verify_disk(
             return Ok(());
         }
     };
-    let actual_content = content_digest(&recomputed);
+    report_digests(image, disk, &listed, &recomputed, findings);
+    Ok(())
+}
+
+/// Compares the digests recomputed from an image (or a chain ending in it)
+/// with the manifest's: a content digest mismatch and each differing block
+/// (the first [`MAX_LISTED_BLOCK_MISMATCHES`]). When the recomputed digests
+/// reproduce the manifest's content digest the image is intact and the
+/// differing entries are blamed on the manifest.
+pub(crate) fn report_digests(
+    image: &str,
+    disk: &DiskRecord,
+    listed: &[Sha256Digest],
+    recomputed: &[Sha256Digest],
+    findings: &mut Findings,
+) {
+    let bs = u64::from(disk.block_size);
+    let actual_content = content_digest(recomputed);
     // Intact image + wrong manifest entries → blame the manifest.
     let blame = if to_hex(&actual_content) == disk.content_digest {
         MANIFEST_FILE
@@ -671,7 +736,7 @@ fn verify_disk(
         image
     };
     let mut mismatches = 0usize;
-    for (block, (want, got)) in listed.iter().zip(&recomputed).enumerate() {
+    for (block, (want, got)) in listed.iter().zip(recomputed).enumerate() {
         if want == got {
             continue;
         }
@@ -697,12 +762,11 @@ fn verify_disk(
             },
         );
     }
-    Ok(())
 }
 
 /// Block digests of a VHDX read through `refpoint-vhdx`: blocks the image
 /// maps entirely to zero are not read; others are read whole and hashed.
-fn recompute_digests(
+pub(crate) fn recompute_digests(
     chain: &Chain,
     virtual_size: u64,
     block_size: u64,

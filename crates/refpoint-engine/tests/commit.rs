@@ -15,8 +15,8 @@ mod tests {
     use crate::common::*;
     use refpoint_engine::{
         BaseReferencePoint, EngineConfig, ErrorDetail, ErrorKind, Interrupted, PoolError,
-        RequestError, STAGING_PREFIX, SourceError, StagingError, Unattended, cleanup_stale_staging,
-        execute, plan,
+        RequestError, STAGING_PREFIX, SourceError, StagingError, TrackingPolicy, Unattended,
+        cleanup_stale_staging, execute, plan,
     };
     use refpoint_vhdx::VhdxWriter;
     use uuid::Uuid;
@@ -335,17 +335,23 @@ mod tests {
     }
 
     #[test]
-    fn base_reference_point_is_not_supported() {
+    fn base_that_is_the_target_itself_is_an_invalid_parameter() {
         let tmp = tempfile::tempdir().expect("tempdir");
         let mut req = request(tmp.path(), Vec::new());
         req.base = Some(BaseReferencePoint {
             identity: req.reference_point.clone(),
             export_folder: tmp.path().to_path_buf(),
+            tracking: TrackingPolicy::Strict,
+            removed_disks: Vec::new(),
         });
 
-        let err = plan(&req).expect_err("differential");
+        let err = plan(&req).expect_err("base = target");
 
-        assert_eq!(err.return_code(), 32770);
+        assert_eq!(err.return_code(), 32773);
+        assert!(matches!(
+            err.detail(),
+            ErrorDetail::Request(RequestError::BaseIsTarget { .. })
+        ));
     }
 
     #[test]

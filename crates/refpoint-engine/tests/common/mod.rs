@@ -143,6 +143,7 @@ pub fn disk(instance_id: &str, stem: &str, chain: &[PathBuf]) -> DiskExport {
             .iter()
             .map(|p| VhdxFile::open(p).expect("open source").data_write_guid())
             .collect(),
+        changes: None,
     }
 }
 
@@ -275,4 +276,31 @@ pub fn standard_source(dir: &Path) -> PathBuf {
     qemu_write(&path, 0, 8 * MIB, MIB);
     qemu_write(&path, 0x5c, 17 * MIB, 512);
     path
+}
+
+/// SHA-256 (hex) of every `block`-byte block of a VHDX chain as libvhdi
+/// (pyvhdi) reads it; `leaf_first` lists the files leaf first, each file's
+/// parent given explicitly with `set_parent` (libvhdi's API for chains).
+pub fn libvhdi_chain_digests(leaf_first: &[PathBuf], block: u64) -> Vec<String> {
+    let script = "import sys, hashlib, pyvhdi\n\
+                  bs = int(sys.argv[1]); files = []\n\
+                  for p in sys.argv[2:]:\n    f = pyvhdi.file(); f.open(p); files.append(f)\n\
+                  for i in range(len(files) - 2, -1, -1): files[i].set_parent(files[i + 1])\n\
+                  leaf = files[0]; n = leaf.get_media_size(); off = 0\n\
+                  while off < n:\n    l = min(bs, n - off); print(hashlib.sha256(leaf.read_buffer_at_offset(l, off)).hexdigest()); off += l\n";
+    let mut cmd = Command::new("python3");
+    cmd.args(["-c", script, &block.to_string()]);
+    for p in leaf_first {
+        cmd.arg(p);
+    }
+    let out = cmd.output().expect("run python3");
+    assert!(
+        out.status.success(),
+        "pyvhdi failed: {}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    String::from_utf8_lossy(&out.stdout)
+        .lines()
+        .map(str::to_owned)
+        .collect()
 }

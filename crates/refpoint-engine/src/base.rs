@@ -1,0 +1,381 @@
+//! The base export of a differential export: its manifest, and per disk the
+//! exported file that becomes the parent of the differencing output.
+//!
+//! Nothing of the base export is trusted blindly: the manifest must name the
+//! base reference point and the VM being exported, the parent file must lie
+//! inside the base's VM folder, open as a VHDX and carry the
+//! `DataWriteGuid`, virtual size, block size and sector size its manifest
+//! records, and the manifest's block digests must reproduce its content
+//! digest. The parent's blocks are not re-read here (that is
+//! `verify --chain`'s job); its digests are what unchanged blocks of the
+//! target are recorded with.
+
+use std::fs;
+use std::io;
+use std::path::{Path, PathBuf};
+
+use refpoint_vhdx::{VhdxError, VhdxFile};
+use uuid::Uuid;
+
+use crate::digest::{Sha256Digest, content_digest, from_hex, sha256, to_hex};
+use crate::error::{ErrorContext, ErrorKind, io_kind, vhdx_kind};
+use crate::identity::guid_upper;
+use crate::manifest::{DiskRecord, Manifest, is_contained};
+use crate::plan::MANIFEST_FILE;
+use crate::request::{BaseReferencePoint, ReferencePointIdentity};
+
+/// The base export (or the exports given to restore) cannot be used.
+#[derive(Debug, thiserror::Error)]
+pub enum BaseError {
+    /// The export folder or its manifest cannot be read.
+    #[error("cannot {operation} '{}': {cause}", path.display())]
+    Io {
+        /// What was attempted.
+        operation: &'static str,
+        /// The file or directory.
+        path: PathBuf,
+        /// The OS error.
+        cause: io::Error,
+    },
+    /// The folder holds no `refpoint-export.json`.
+    #[error("'{}' holds no export manifest ({MANIFEST_FILE}): not the VM folder of an export", folder.display())]
+    NoManifest {
+        /// The folder given.
+        folder: PathBuf,
+    },
+    /// The manifest does not parse or is not `refpoint-export/1`.
+    #[error("'{}' is not a valid export manifest: {reason}", path.display())]
+    ManifestInvalid {
+        /// The manifest file.
+        path: PathBuf,
+        /// What is wrong.
+        reason: String,
+    },
+    /// The manifest is the export of another reference point than the base.
+    #[error(
+        "'{}' is an export of reference point {found}, not of BaseReferencePoint {expected}",
+        path.display()
+    )]
+    WrongReferencePoint {
+        /// The manifest file.
+        path: PathBuf,
+        /// The base's `InstanceID`.
+        expected: String,
+        /// The manifest's `reference_point.instance_id`.
+        found: String,
+    },
+    /// The manifest is the export of another virtual system.
+    #[error(
+        "'{}' is an export of virtual system {found}, not of {expected}",
+        path.display()
+    )]
+    WrongVirtualSystem {
+        /// The manifest file.
+        path: PathBuf,
+        /// The VM GUID being exported.
+        expected: String,
+        /// The manifest's `virtual_system.name`.
+        found: String,
+    },
+    /// A manifest path leaves the export's VM folder.
+    #[error("disk {disk}: output path {path:?} in '{}' leaves the export folder", manifest.display())]
+    UnsafePath {
+        /// Disk `InstanceID`.
+        disk: String,
+        /// The manifest file.
+        manifest: PathBuf,
+        /// The offending relative path.
+        path: String,
+    },
+    /// A disk's exported file does not open as a VHDX.
+    #[error("disk {disk}: exported file '{}' cannot be opened: {cause}", path.display())]
+    FileOpen {
+        /// Disk `InstanceID`.
+        disk: String,
+        /// The exported file.
+        path: PathBuf,
+        /// The `refpoint-vhdx` error.
+        cause: Box<VhdxError>,
+    },
+    /// A disk's exported file differs from what its manifest records.
+    #[error(
+        "disk {disk}: exported file '{}' has {field} {actual}, its manifest records {manifest}",
+        path.display()
+    )]
+    FileMismatch {
+        /// Disk `InstanceID`.
+        disk: String,
+        /// The exported file.
+        path: PathBuf,
+        /// The field: `DataWriteGuid`, `VirtualDiskSize`, `BlockSize`, `LogicalSectorSize`.
+        field: &'static str,
+        /// Value in the manifest.
+        manifest: String,
+        /// Value in the file.
+        actual: String,
+    },
+    /// A disk's block digests are malformed or do not reproduce its content digest.
+    #[error("disk {disk}: block digests in '{}' are unusable: {reason}", path.display())]
+    DigestsInvalid {
+        /// Disk `InstanceID`.
+        disk: String,
+        /// The manifest file.
+        path: PathBuf,
+        /// What is wrong.
+        reason: String,
+    },
+}
+
+impl BaseError {
+    pub(crate) fn kind(&self) -> ErrorKind {
+        match self {
+            BaseError::Io { cause, .. } if cause.kind() != io::ErrorKind::NotFound => {
+                io_kind(cause)
+            }
+            BaseError::FileOpen { cause, .. } if vhdx_kind(cause) == ErrorKind::AccessDenied => {
+                ErrorKind::AccessDenied
+            }
+            _ => ErrorKind::InvalidParameter,
+        }
+    }
+
+    pub(crate) fn context(&self) -> ErrorContext {
+        let (disk, path) = match self {
+            BaseError::Io { path, .. }
+            | BaseError::ManifestInvalid { path, .. }
+            | BaseError::WrongReferencePoint { path, .. }
+            | BaseError::WrongVirtualSystem { path, .. } => (None, path.clone()),
+            BaseError::NoManifest { folder } => (None, folder.clone()),
+            BaseError::UnsafePath { disk, manifest, .. } => (Some(disk), manifest.clone()),
+            BaseError::FileOpen { disk, path, .. }
+            | BaseError::FileMismatch { disk, path, .. }
+            | BaseError::DigestsInvalid { disk, path, .. } => (Some(disk), path.clone()),
+        };
+        ErrorContext {
+            operation: "read base export",
+            path: Some(path),
+            offset: None,
+            disk: disk.cloned(),
+        }
+    }
+}
+
+/// One export's VM folder with its parsed manifest.
+#[derive(Debug, Clone)]
+pub(crate) struct ExportFolder {
+    /// The VM folder, canonical.
+    pub(crate) folder: PathBuf,
+    /// Its manifest.
+    pub(crate) manifest: Manifest,
+    /// SHA-256 of the manifest file.
+    pub(crate) manifest_sha256: Sha256Digest,
+}
+
+/// The parent of one differencing output.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub(crate) struct ParentRef {
+    /// The base export's file of the disk (canonical absolute path).
+    pub(crate) path: PathBuf,
+    /// Its `DataWriteGuid` (checked against the file).
+    pub(crate) data_write_guid: Uuid,
+    /// Block digests of the base content (index = block).
+    pub(crate) digests: Vec<Sha256Digest>,
+    /// Content digest of the base content.
+    pub(crate) content_digest: Sha256Digest,
+}
+
+impl ExportFolder {
+    /// Reads `<folder>/refpoint-export.json`.
+    ///
+    /// # Errors
+    /// [`BaseError::NoManifest`], [`BaseError::Io`], [`BaseError::ManifestInvalid`].
+    pub(crate) fn open(folder: &Path) -> Result<ExportFolder, BaseError> {
+        let canonical = fs::canonicalize(folder).map_err(|cause| BaseError::Io {
+            operation: "open export folder",
+            path: folder.to_path_buf(),
+            cause,
+        })?;
+        let path = canonical.join(MANIFEST_FILE);
+        let bytes = match fs::read(&path) {
+            Ok(b) => b,
+            Err(e) if e.kind() == io::ErrorKind::NotFound => {
+                return Err(BaseError::NoManifest { folder: canonical });
+            }
+            Err(cause) => {
+                return Err(BaseError::Io {
+                    operation: "read",
+                    path,
+                    cause,
+                });
+            }
+        };
+        let manifest = std::str::from_utf8(&bytes)
+            .map_err(|e| e.to_string())
+            .and_then(Manifest::from_json)
+            .map_err(|reason| BaseError::ManifestInvalid {
+                path: path.clone(),
+                reason,
+            })?;
+        Ok(ExportFolder {
+            folder: canonical,
+            manifest_sha256: sha256(&bytes),
+            manifest,
+        })
+    }
+
+    /// Path of the manifest file.
+    pub(crate) fn manifest_path(&self) -> PathBuf {
+        self.folder.join(MANIFEST_FILE)
+    }
+
+    /// The manifest record of disk `instance_id` (case-insensitive).
+    pub(crate) fn disk(&self, instance_id: &str) -> Option<&DiskRecord> {
+        self.manifest
+            .disks
+            .iter()
+            .find(|d| d.instance_id.eq_ignore_ascii_case(instance_id))
+    }
+
+    /// Checks that this export is of reference point `identity` of VM `vm`.
+    ///
+    /// # Errors
+    /// [`BaseError::WrongReferencePoint`], [`BaseError::WrongVirtualSystem`].
+    pub(crate) fn check_identity(
+        &self,
+        identity: &ReferencePointIdentity,
+        vm: Uuid,
+    ) -> Result<(), BaseError> {
+        let found = &self.manifest.reference_point.instance_id;
+        if !found.eq_ignore_ascii_case(&identity.instance_id) {
+            return Err(BaseError::WrongReferencePoint {
+                path: self.manifest_path(),
+                expected: identity.instance_id.clone(),
+                found: found.clone(),
+            });
+        }
+        let name = &self.manifest.virtual_system.name;
+        if !name.eq_ignore_ascii_case(&guid_upper(vm)) {
+            return Err(BaseError::WrongVirtualSystem {
+                path: self.manifest_path(),
+                expected: guid_upper(vm),
+                found: name.clone(),
+            });
+        }
+        Ok(())
+    }
+
+    /// The exported file of `record`, after checking that it stays inside
+    /// the folder, opens, and matches the manifest (`DataWriteGuid` and
+    /// geometry), and that the record's block digests are well formed and
+    /// reproduce its content digest.
+    ///
+    /// # Errors
+    /// [`BaseError::UnsafePath`], [`BaseError::FileOpen`],
+    /// [`BaseError::FileMismatch`], [`BaseError::DigestsInvalid`].
+    pub(crate) fn parent_of(&self, record: &DiskRecord) -> Result<ParentRef, BaseError> {
+        let disk = &record.instance_id;
+        if !is_contained(&record.output.path) {
+            return Err(BaseError::UnsafePath {
+                disk: disk.clone(),
+                manifest: self.manifest_path(),
+                path: record.output.path.clone(),
+            });
+        }
+        let path = self.folder.join(&record.output.path);
+        let file = VhdxFile::open(&path).map_err(|cause| BaseError::FileOpen {
+            disk: disk.clone(),
+            path: path.clone(),
+            cause: Box::new(cause),
+        })?;
+        let g = file.geometry();
+        let checks = [
+            (
+                "DataWriteGuid",
+                record.output.data_write_guid.to_ascii_uppercase(),
+                guid_upper(file.data_write_guid()),
+            ),
+            (
+                "VirtualDiskSize",
+                record.virtual_size.to_string(),
+                g.virtual_size.to_string(),
+            ),
+            (
+                "BlockSize",
+                record.block_size.to_string(),
+                g.block_size.to_string(),
+            ),
+            (
+                "LogicalSectorSize",
+                record.logical_sector_size.to_string(),
+                g.logical_sector_size.to_string(),
+            ),
+        ];
+        if let Some((field, manifest, actual)) = checks.into_iter().find(|(_, m, a)| m != a) {
+            return Err(BaseError::FileMismatch {
+                disk: disk.clone(),
+                path,
+                field,
+                manifest,
+                actual,
+            });
+        }
+        let digests = record_digests(record).map_err(|reason| BaseError::DigestsInvalid {
+            disk: disk.clone(),
+            path: self.manifest_path(),
+            reason,
+        })?;
+        let content = content_digest(&digests);
+        if to_hex(&content) != record.content_digest {
+            return Err(BaseError::DigestsInvalid {
+                disk: disk.clone(),
+                path: self.manifest_path(),
+                reason: format!(
+                    "they hash to content digest {}, the manifest records {}",
+                    to_hex(&content),
+                    record.content_digest
+                ),
+            });
+        }
+        Ok(ParentRef {
+            path,
+            data_write_guid: file.data_write_guid(),
+            digests,
+            content_digest: content,
+        })
+    }
+}
+
+/// The block digests of `record`, parsed; their number must match the
+/// virtual size and block size.
+pub(crate) fn record_digests(record: &DiskRecord) -> Result<Vec<Sha256Digest>, String> {
+    let bs = u64::from(record.block_size);
+    if bs == 0 {
+        return Err("block_size is 0".to_owned());
+    }
+    let blocks = record.virtual_size.div_ceil(bs);
+    if record.block_digests.len() as u64 != blocks {
+        return Err(format!(
+            "{} block digests for {blocks} blocks of {bs} bytes in {} bytes",
+            record.block_digests.len(),
+            record.virtual_size
+        ));
+    }
+    record
+        .block_digests
+        .iter()
+        .enumerate()
+        .map(|(i, hex)| {
+            from_hex(hex).ok_or_else(|| format!("block_digests[{i}] is not a SHA-256 digest"))
+        })
+        .collect()
+}
+
+/// Opens and checks the base export of a differential export.
+///
+/// # Errors
+/// As [`ExportFolder::open`] and [`ExportFolder::check_identity`].
+pub(crate) fn load_base(base: &BaseReferencePoint, vm: Uuid) -> Result<ExportFolder, BaseError> {
+    let folder = ExportFolder::open(&base.export_folder)?;
+    folder.check_identity(&base.identity, vm)?;
+    Ok(folder)
+}
