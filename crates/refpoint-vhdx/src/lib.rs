@@ -23,6 +23,7 @@ pub mod header;
 pub mod locator;
 pub mod log;
 pub mod log_writer;
+pub mod merge;
 pub mod metadata;
 pub mod region;
 pub mod write;
