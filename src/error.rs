@@ -56,6 +56,27 @@ impl RefpointError {
     pub fn message(&self) -> &str {
         &self.message
     }
+
+    /// The code of Table B (CIM-style, hyperv-api.md §5) for methods
+    /// documented with it (`CreateSnapshot`, `DestroySnapshot`,
+    /// `ConvertToReferencePoint`, `CreateReferencePoint`): 32770 → 1 Not
+    /// Supported; 32772 → 3 Timeout; 32773 → 4 Invalid Parameter; 32775 → 5
+    /// Invalid State; 32776 → 6 Invalid Type; every other failure (32768,
+    /// 32769, 32771, 32774, 32777, 32778, 32779) → 2 Failed; 0 and 4096 keep
+    /// their values.
+    pub fn table_b_code(&self) -> refpoint_cim::codes::ReturnCodeB {
+        use refpoint_cim::codes::ReturnCodeB as B;
+        match self.code {
+            ReturnCode::Completed => B::Completed,
+            ReturnCode::JobStarted => B::JobStarted,
+            ReturnCode::NotSupported => B::NotSupported,
+            ReturnCode::Timeout => B::Timeout,
+            ReturnCode::InvalidParameter => B::InvalidParameter,
+            ReturnCode::InvalidState => B::InvalidState,
+            ReturnCode::IncorrectDataType => B::InvalidType,
+            _ => B::Failed,
+        }
+    }
 }
 
 impl fmt::Display for RefpointError {

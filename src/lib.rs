@@ -13,6 +13,7 @@
 //! - [`error`]: the one mapping of every engine error to a CIM return code.
 //! - [`fixture`]: reproducible VMs made with qemu-img/qemu-io.
 //! - [`disk`]: whole-disk hashing and file summaries.
+//! - [`wmi`]: the CIM operations provider (InvokeMethod, enumerations, associations).
 //! - [`cli`]: the `refpoint` command line.
 
 pub mod cli;
@@ -21,6 +22,7 @@ pub mod error;
 pub mod export;
 pub mod fixture;
 pub mod service;
+pub mod wmi;
 
 pub use refpoint_cim as cim;
 pub use refpoint_core as core;

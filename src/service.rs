@@ -8,11 +8,12 @@
 
 use std::path::{Path, PathBuf};
 use std::sync::{Arc, Mutex, MutexGuard};
+use std::time::Duration;
 
 use refpoint_cim::ObjectPath;
 use refpoint_core::Host;
 use refpoint_engine::EngineConfig;
-use refpoint_jobs::{Job, JobManager};
+use refpoint_jobs::{DEFAULT_TIME_BEFORE_REMOVAL, Job, JobManager, JobStore, RestoreReport};
 
 use crate::error::{RefpointError, ReturnCode};
 use crate::export::{self, ExportOptions};
@@ -74,15 +75,37 @@ pub struct Refpoint {
 
 impl Refpoint {
     /// Opens the host store in `dir`, taking its lock for the lifetime of the
-    /// returned value, and removes staging directories left by killed exports
-    /// into export directories recorded by earlier jobs.
+    /// returned value, and loads the job history of `<host>/jobs/`: finished
+    /// jobs are kept for the rest of their `TimeBeforeRemoval`, jobs that
+    /// were still running when their process ended are recorded as
+    /// Exception ([`refpoint_jobs::INTERRUPTED_REASON`], `ErrorCode` 32768),
+    /// and the staging directories those exports left in their
+    /// `ExportDirectory` are removed.
     ///
     /// # Errors
     /// 32777 when `dir` is not a host or another process holds it (the
-    /// message names that process's pid).
+    /// message names that process's pid); 32768 when the job directory
+    /// cannot be listed.
     pub fn open(dir: &Path) -> Result<Self, RefpointError> {
+        Self::open_with_retention(dir, DEFAULT_TIME_BEFORE_REMOVAL)
+    }
+
+    /// [`Refpoint::open`] with a `TimeBeforeRemoval` other than the
+    /// documented 5 minutes (tests of retention).
+    ///
+    /// # Errors
+    /// As [`Refpoint::open`].
+    pub fn open_with_retention(dir: &Path, retention: Duration) -> Result<Self, RefpointError> {
         let host = Host::open(dir)?;
-        Ok(Self::with_host(host, dir))
+        let rp = Self::with_host(host, dir, retention);
+        let report = rp.jobs.restore().map_err(|e| {
+            RefpointError::new(
+                ReturnCode::Failed,
+                format!("cannot load the job history: {e}"),
+            )
+        })?;
+        rp.clean_up_after(&report);
+        Ok(rp)
     }
 
     /// Creates a host store in `dir` and opens it.
@@ -91,20 +114,50 @@ impl Refpoint {
     /// 32773 when `dir` already holds a host; 32769 when it can't be written.
     pub fn init(dir: &Path) -> Result<Self, RefpointError> {
         let host = Host::init(dir)?;
-        Ok(Self::with_host(host, dir))
+        Ok(Self::with_host(host, dir, DEFAULT_TIME_BEFORE_REMOVAL))
     }
 
-    fn with_host(host: Host, dir: &Path) -> Self {
+    fn with_host(host: Host, dir: &Path, retention: Duration) -> Self {
         let threads = std::thread::available_parallelism().map_or(2, |n| n.get());
+        let store = JobStore::new(&host.jobs_dir());
         Refpoint {
             host: Arc::new(Mutex::new(host)),
-            jobs: JobManager::new(),
+            jobs: JobManager::with_store(retention, store),
             engine: EngineConfig {
                 threads,
                 buffer_pool_bytes: 64 << 20,
             },
             host_name: hostname(),
             root: dir.to_path_buf(),
+        }
+    }
+
+    /// Removes what interrupted export jobs left behind: the staging
+    /// directories in their `ExportDirectory` (the engine's
+    /// `cleanup_stale_staging` only removes staging that no live export
+    /// holds). Failures are logged; they do not prevent opening the host.
+    fn clean_up_after(&self, report: &RestoreReport) {
+        for invalid in &report.invalid {
+            tracing::warn!(error = %invalid, "job record not restored");
+        }
+        for job in &report.interrupted {
+            let Some(dir) = &job.export_directory else {
+                continue;
+            };
+            let dir = Path::new(dir);
+            if !dir.is_dir() {
+                continue;
+            }
+            match refpoint_engine::cleanup_stale_staging(dir) {
+                Ok(removed) => {
+                    for path in removed {
+                        tracing::info!(job = %job.instance_id, staging = %path.display(), "removed staging of an interrupted export");
+                    }
+                }
+                Err(e) => {
+                    tracing::warn!(job = %job.instance_id, error = %e, "cannot clean up after an interrupted export");
+                }
+            }
         }
     }
 
@@ -128,6 +181,11 @@ impl Refpoint {
     /// Engine settings (threads, buffer pool bytes) used by new exports.
     pub fn engine_config_mut(&mut self) -> &mut EngineConfig {
         &mut self.engine
+    }
+
+    /// Engine settings used by new exports.
+    pub fn engine_config(&self) -> &EngineConfig {
+        &self.engine
     }
 
     /// Name used as `__SERVER` in object paths.
@@ -155,7 +213,7 @@ impl Refpoint {
             let host = self.host();
             export::validate(&host, reference_point, export_directory, options)?
         };
-        export::start(&self.jobs, request, self.engine.clone())
+        export::start(&self.jobs, &self.host, request, self.engine.clone())
     }
 
     /// Blocks until job `id` is finished and returns its final record.

@@ -63,6 +63,12 @@ pub enum Command {
     },
     /// Measure export throughput against qemu-img convert + sha256sum.
     Bench(BenchArgs),
+    /// Invoke a method of the WMI surface (CIM-XML out, or --json).
+    #[command(subcommand)]
+    Wmi(super::wmi::WmiCommand),
+    /// Jobs (Msvm_ConcreteJob): list, show, wait, suspend, resume, terminate, kill.
+    #[command(subcommand)]
+    Jobs(super::jobs::JobsCommand),
 }
 
 /// `refpoint host …`

@@ -4,6 +4,8 @@
 mod args;
 mod bench;
 mod demo;
+mod jobs;
+mod wmi;
 
 use std::io::Write;
 use std::path::{Path, PathBuf};
@@ -99,6 +101,11 @@ fn open(cli: &Cli) -> Result<Refpoint, RefpointError> {
     Refpoint::open(&host_dir(cli)?)
 }
 
+/// The in-process CIM provider over the host (`wmi`, `jobs`).
+fn provider(cli: &Cli) -> Result<crate::wmi::Provider, RefpointError> {
+    Ok(crate::wmi::Provider::new(std::sync::Arc::new(open(cli)?)))
+}
+
 fn to_json<T: serde::Serialize>(value: &T) -> Value {
     serde_json::to_value(value).unwrap_or(Value::Null)
 }
@@ -132,6 +139,8 @@ fn dispatch(cli: &Cli, out: &Output) -> Result<i32, RefpointError> {
         Command::Fixture(args) => make_fixture(cli, out, args)?,
         Command::Demo { keep, size } => return demo::run(out, keep.as_deref(), size),
         Command::Bench(args) => bench::run(out, args)?,
+        Command::Wmi(cmd) => return wmi::run(&provider(cli)?, out.json, cmd),
+        Command::Jobs(cmd) => return jobs::run(&provider(cli)?, out.json, cmd),
     }
     Ok(0)
 }
