@@ -3,17 +3,30 @@
 //!
 //! Validation order follows what a WMI provider checks: the reference point
 //! reference, the export directory, the embedded setting data, then the
-//! reference point's state and the disks asked for. The first failure is
-//! returned with its Table A code; nothing is written before all pass.
+//! reference point's state, the base of a differential export and the disks
+//! asked for. The first failure is returned with its Table A code; nothing
+//! is written before all pass.
+//!
+//! A differential export (`BaseReferencePoint` set) also needs: a base of the
+//! same VM, older than the target; an export of the base (the latest one this
+//! host recorded with [`Host::record_export`], or the VM folder given as
+//! [`ExportOptions::base_export`]); and per disk the changes between the two
+//! reference points (`Host::changes_between`). Lost tracking under the
+//! strict policy is refused here, before any job starts (32775 naming the
+//! disk and the reason). The job pins the base and the target
+//! (`Host::pin_reference_point`) so neither can be destroyed or merged while
+//! it reads, and records the finished export ([`Host::record_export`]) so a
+//! later differential export finds its parent files.
 
-use std::path::{Component, Path};
-use std::sync::Arc;
+use std::path::{Component, Path, PathBuf};
+use std::sync::{Arc, Mutex, PoisonError};
 
 use refpoint_cim::ObjectPath;
 use refpoint_cim::classes::ReferencePointExportSettingData;
-use refpoint_core::{Host, ReferencePoint};
+use refpoint_core::{ExportRecord, ExportedDiskRecord, Host, PinGuard, ReferencePoint, Tracking};
 use refpoint_engine::{
-    DiskExport, EngineConfig, ExportControl, ExportRequest, Interrupted, ReferencePointIdentity,
+    BaseReferencePoint, ChangeTracking, DiskExport, EngineConfig, ExportControl, ExportOutcome,
+    ExportRequest, Interrupted, ReferencePointIdentity, TrackingPolicy,
 };
 use refpoint_jobs::{
     ExportParameters, ExportResult, JobControl, JobFailure, JobManager, JobOutput, JobSpec, JobType,
@@ -22,13 +35,30 @@ use uuid::Uuid;
 
 use crate::error::{RefpointError, ReturnCode};
 
-/// The values of `Msvm_VirtualSystemReferencePointExportSettingData`.
+/// The values of `Msvm_VirtualSystemReferencePointExportSettingData`, and
+/// refpoint's own options of a differential export.
 #[derive(Debug, Clone, Default, PartialEq, Eq)]
 pub struct ExportOptions {
     /// `BaseReferencePoint`: object path or InstanceID of the base; `None` for a full export.
     pub base: Option<String>,
     /// `DisksToExport[]`: disk InstanceIDs; empty for all disks of the reference point.
     pub disks: Vec<String>,
+    /// VM folder of the base's export (`<ExportDirectory>/<ElementName>`),
+    /// for a base this host has no export record of (CLI `--base-export`).
+    /// `None`: the latest export of the base recorded by this host.
+    pub base_export: Option<PathBuf>,
+    /// What to do when change tracking of a disk is lost (CLI `--tracking`);
+    /// default strict (32775).
+    pub tracking: TrackingPolicy,
+}
+
+/// A validated export: the engine request and the pins that keep its
+/// reference points from being destroyed or merged while the job reads.
+#[derive(Debug)]
+pub struct PreparedExport {
+    /// What the engine does.
+    pub request: ExportRequest,
+    pins: Vec<PinGuard>,
 }
 
 fn invalid(message: String) -> RefpointError {
@@ -47,6 +77,7 @@ pub fn options_from_setting_data(xml: &str) -> Result<ExportOptions, RefpointErr
     Ok(ExportOptions {
         base: settings.base_reference_point.map(|p| p.to_string()),
         disks: settings.disks_to_export,
+        ..ExportOptions::default()
     })
 }
 
@@ -77,18 +108,22 @@ fn find_reference_point<'h>(
     })
 }
 
-/// Validates every parameter and builds the engine request.
+/// Validates every parameter, builds the engine request and pins the
+/// reference points it reads.
 ///
 /// # Errors
 /// 32773 unknown reference point, relative or malformed directory, disk not in
-/// the reference point; 32775 reference point without associated data;
-/// 32770 differential export (not available yet).
+/// the reference point, base unknown or destroyed, of another VM, newer than
+/// the target, or never exported (and no `base_export`); 32775 reference
+/// point without associated data, change tracking lost under the strict
+/// policy (naming the disk and the reason); 32774 a reference point being
+/// destroyed or merged.
 pub fn validate(
     host: &Host,
     reference_point: &str,
     export_directory: &Path,
     options: &ExportOptions,
-) -> Result<ExportRequest, RefpointError> {
+) -> Result<PreparedExport, RefpointError> {
     let rp = find_reference_point(host, reference_point)?;
     if !export_directory.is_absolute()
         || export_directory
@@ -106,16 +141,16 @@ pub fn validate(
             export_directory.display()
         )));
     }
-    if let Some(base) = &options.base {
-        let base_rp = find_reference_point(host, base)?;
-        return Err(RefpointError::new(
-            ReturnCode::NotSupported,
-            format!(
-                "BaseReferencePoint '{}': differential export is not available in this version",
-                base_rp.instance_id
-            ),
-        ));
-    }
+    let base_rp = match &options.base {
+        Some(base) => Some(find_base(host, rp, base)?),
+        None if options.base_export.is_some() => {
+            return Err(invalid(
+                "base_export (--base-export) is only meaningful with a BaseReferencePoint"
+                    .to_owned(),
+            ));
+        }
+        None => None,
+    };
     if !rp.has_associated_data {
         return Err(RefpointError::new(
             ReturnCode::InvalidState,
@@ -155,27 +190,170 @@ pub fn validate(
                     .iter()
                     .any(|w| w.eq_ignore_ascii_case(&d.instance_id))
         })
-        .map(|(d, file_stem)| DiskExport {
-            instance_id: d.instance_id.clone(),
-            file_stem,
-            chain: d.chain.paths(),
-            expected_data_write_guids: d.chain.layers().map(|l| l.data_write_guid).collect(),
+        .map(|(d, file_stem)| {
+            let changes = match base_rp {
+                Some(base) if base.disk(&d.instance_id).is_some() => Some(changes_of(
+                    host,
+                    &d.instance_id,
+                    &base.instance_id,
+                    &rp.instance_id,
+                )?),
+                _ => None,
+            };
+            Ok(DiskExport {
+                instance_id: d.instance_id.clone(),
+                file_stem,
+                chain: d.chain.paths(),
+                expected_data_write_guids: d.chain.layers().map(|l| l.data_write_guid).collect(),
+                changes,
+            })
         })
-        .collect();
-    Ok(ExportRequest {
+        .collect::<Result<Vec<_>, RefpointError>>()?;
+    let base = match base_rp {
+        Some(b) => Some(BaseReferencePoint {
+            identity: identity(b),
+            export_folder: base_export_folder(host, b, options)?,
+            tracking: options.tracking,
+            removed_disks: b
+                .disks
+                .iter()
+                .filter(|d| rp.disk(&d.instance_id).is_none())
+                .map(|d| d.instance_id.clone())
+                .collect(),
+        }),
+        None => None,
+    };
+    let request = ExportRequest {
         export_directory: export_directory.to_path_buf(),
         vm_name: vm.name,
         vm_element_name: vm.element_name.clone(),
-        reference_point: ReferencePointIdentity {
-            instance_id: rp.instance_id.clone(),
-            virtual_system_identifier: rp.virtual_system_identifier.to_string().to_uppercase(),
-            rct_ids: rp.resilient_change_tracking_identifiers(),
-        },
-        base: None,
+        reference_point: identity(rp),
+        base,
         settings_xml: rp.settings_xml(),
         disks,
         job_id: Uuid::new_v4(),
+    };
+    request
+        .validate()
+        .map_err(refpoint_engine::EngineError::from)?;
+    let mut pins = vec![host.pin_reference_point(&rp.instance_id)?];
+    if let Some(b) = base_rp {
+        pins.push(host.pin_reference_point(&b.instance_id)?);
+    }
+    Ok(PreparedExport { request, pins })
+}
+
+fn identity(rp: &ReferencePoint) -> ReferencePointIdentity {
+    ReferencePointIdentity {
+        instance_id: rp.instance_id.clone(),
+        virtual_system_identifier: rp.virtual_system_identifier.to_string().to_uppercase(),
+        rct_ids: rp.resilient_change_tracking_identifiers(),
+    }
+}
+
+/// The base reference point of a differential export of `rp`: known, of the
+/// same VM, older than `rp`.
+fn find_base<'h>(
+    host: &'h Host,
+    rp: &ReferencePoint,
+    text: &str,
+) -> Result<&'h ReferencePoint, RefpointError> {
+    let id = reference_point_id(text)?;
+    let base = host.reference_point(&id).map_err(|_| {
+        invalid(format!(
+            "BaseReferencePoint: no Msvm_VirtualSystemReferencePoint with InstanceID '{id}' (unknown or destroyed)"
+        ))
+    })?;
+    if base.guid == rp.guid {
+        return Err(invalid(format!(
+            "BaseReferencePoint {} is the reference point being exported",
+            base.instance_id
+        )));
+    }
+    if base.virtual_system_identifier != rp.virtual_system_identifier {
+        return Err(invalid(format!(
+            "BaseReferencePoint {} belongs to virtual system {}, the reference point {} to {}",
+            base.instance_id,
+            base.virtual_system_identifier.to_string().to_uppercase(),
+            rp.instance_id,
+            rp.virtual_system_identifier.to_string().to_uppercase()
+        )));
+    }
+    let newer_epoch = base.disks.iter().find_map(|b| {
+        rp.disk(&b.instance_id)
+            .filter(|t| b.rct_epoch >= t.rct_epoch)
+            .map(|t| (b, t))
+    });
+    if base.creation_time > rp.creation_time || newer_epoch.is_some() {
+        let detail = newer_epoch.map_or_else(String::new, |(b, t)| {
+            format!(
+                "; disk {} is at tracking epoch {} in the base and {} in the reference point",
+                b.instance_id, b.rct_epoch, t.rct_epoch
+            )
+        });
+        return Err(invalid(format!(
+            "BaseReferencePoint {} (created {}) is not older than the reference point {} (created {}){detail}",
+            base.instance_id,
+            base.creation_time.to_display_string(),
+            rp.instance_id,
+            rp.creation_time.to_display_string()
+        )));
+    }
+    Ok(base)
+}
+
+/// The changes of one disk between the base and the target, as the engine
+/// takes them.
+fn changes_of(
+    host: &Host,
+    disk: &str,
+    base: &str,
+    target: &str,
+) -> Result<ChangeTracking, RefpointError> {
+    Ok(match host.changes_between(disk, base, target)? {
+        Tracking::Changes(ranges) => {
+            ChangeTracking::Changes(ranges.iter().map(|r| (r.offset, r.length)).collect())
+        }
+        Tracking::Lost { reason } => ChangeTracking::Lost { reason },
     })
+}
+
+/// The VM folder of the base's export: `options.base_export`, else the
+/// latest export of the base this host recorded whose manifest still exists.
+fn base_export_folder(
+    host: &Host,
+    base: &ReferencePoint,
+    options: &ExportOptions,
+) -> Result<PathBuf, RefpointError> {
+    if let Some(folder) = &options.base_export {
+        return std::path::absolute(folder).map_err(|e| {
+            invalid(format!(
+                "base_export '{}' is not a usable path: {e}",
+                folder.display()
+            ))
+        });
+    }
+    let records = host.exports_of(&base.instance_id)?;
+    records
+        .iter()
+        .rev()
+        .find(|r| r.manifest.is_file())
+        .map(|r| r.vm_folder.clone())
+        .ok_or_else(|| {
+            let known = if records.is_empty() {
+                "this host has no record of an export of it".to_owned()
+            } else {
+                format!(
+                    "none of its {} recorded exports still has its manifest (e.g. '{}')",
+                    records.len(),
+                    records.first().map(|r| r.manifest.display().to_string()).unwrap_or_default()
+                )
+            };
+            invalid(format!(
+                "BaseReferencePoint {}: {known}; export it first, or name the VM folder of its export (base_export, --base-export DIR)",
+                base.instance_id
+            ))
+        })
 }
 
 /// Adapts a job's control block to the engine's [`ExportControl`].
@@ -197,15 +375,21 @@ impl ExportControl for JobExportControl {
     }
 }
 
-/// Starts the export job (JobType 203) and returns its InstanceID.
+/// Starts the export job (JobType 203) and returns its InstanceID. The job
+/// holds the export's pins until it ends and, on success, records the export
+/// in `host` (a failure to record is a job warning: the export itself is
+/// committed). A tracking fallback makes the job end CompletedWithWarnings.
 ///
 /// # Errors
 /// 32778 when the job's thread cannot be started.
 pub fn start(
     jobs: &JobManager,
-    request: ExportRequest,
+    host: &Arc<Mutex<Host>>,
+    prepared: PreparedExport,
     config: EngineConfig,
 ) -> Result<String, RefpointError> {
+    let PreparedExport { request, pins } = prepared;
+    let host = Arc::clone(host);
     let spec = JobSpec::new(
         JobType::ExportReferencePoint,
         format!(
@@ -218,13 +402,28 @@ pub fn start(
         export_directory: request.export_directory.display().to_string(),
         virtual_machine_id: request.vm_name.to_string().to_uppercase(),
         reference_point_id: request.reference_point.instance_id.clone(),
-        base_reference_point_id: None,
+        base_reference_point_id: request
+            .base
+            .as_ref()
+            .map(|b| b.identity.instance_id.clone()),
     });
     jobs.submit_spec(spec, move |control: Arc<JobControl>| {
+        let _pins = pins;
         let ctl = JobExportControl(control);
         let plan = refpoint_engine::plan(&request).map_err(engine_failure)?;
         let outcome = refpoint_engine::execute(plan, &ctl, &config).map_err(engine_failure)?;
+        let mut warnings = outcome.warnings.clone();
+        let recorded = host
+            .lock()
+            .unwrap_or_else(PoisonError::into_inner)
+            .record_export(&request.reference_point.instance_id, export_record(&request, &outcome));
+        if let Err(e) = recorded {
+            warnings.push(format!(
+                "the export is complete but could not be recorded in the host, so a later differential export must name it with base_export: {e}"
+            ));
+        }
         Ok(JobOutput {
+            warnings,
             export: Some(ExportResult {
                 exported_disks: outcome
                     .disks
@@ -248,6 +447,24 @@ pub fn start(
             format!("cannot start the export job: {e}"),
         )
     })
+}
+
+/// The host's record of a committed export.
+fn export_record(request: &ExportRequest, outcome: &ExportOutcome) -> ExportRecord {
+    ExportRecord {
+        export_directory: request.export_directory.clone(),
+        vm_folder: outcome.vm_folder.clone(),
+        manifest: outcome.manifest_file.clone(),
+        disks: outcome
+            .disks
+            .iter()
+            .map(|d| ExportedDiskRecord {
+                instance_id: d.instance_id.clone(),
+                file: d.path.clone(),
+                data_write_guid: d.data_write_guid,
+            })
+            .collect(),
+    }
 }
 
 fn engine_failure(e: refpoint_engine::EngineError) -> JobFailure {

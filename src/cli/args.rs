@@ -2,7 +2,7 @@
 
 use std::path::PathBuf;
 
-use clap::{Args, Parser, Subcommand};
+use clap::{Args, Parser, Subcommand, ValueEnum};
 
 /// refpoint: export Hyper-V-style reference points of VMs whose disks are VHDX
 /// chains, full, with SHA-256 checksums, as CIM jobs with Hyper-V return codes.
@@ -45,8 +45,17 @@ pub enum Command {
     /// Recompute every checksum of an export directory or one VM folder in it.
     Verify {
         /// Export directory, or `<ExportDirectory>/<VM ElementName>`.
-        dir: PathBuf,
+        #[arg(required_unless_present = "chain")]
+        dir: Option<PathBuf>,
+        /// Verify a chain of exports instead: the base export's VM folder,
+        /// then each differential export's VM folder, in order.
+        #[arg(long, num_args = 1.., value_name = "VM_FOLDER", conflicts_with = "dir")]
+        chain: Vec<PathBuf>,
     },
+    /// Build one standalone VHDX per disk from a base export and differential exports (synthetic full).
+    Restore(super::restore::RestoreArgs),
+    /// Seeded writes into a VM's active leaves (the stand-in for a running guest).
+    Workload(super::workload::WorkloadArgs),
     /// Inspect VHDX files and chains.
     #[command(subcommand)]
     Disk(DiskCommand),
@@ -63,6 +72,8 @@ pub enum Command {
     },
     /// Measure export throughput against qemu-img convert + sha256sum.
     Bench(BenchArgs),
+    /// Run the host service: CIM operations over HTTP (DSP0200) on <host>/refpoint.sock, optionally loopback TCP.
+    Serve(super::serve::ServeArgs),
     /// Invoke a method of the WMI surface (CIM-XML out, or --json).
     #[command(subcommand)]
     Wmi(super::wmi::WmiCommand),
@@ -145,6 +156,24 @@ pub struct ExportArgs {
     /// Base reference point for a differential export.
     #[arg(long)]
     pub base: Option<String>,
+    /// VM folder of the base's export, when this host has no record of it.
+    #[arg(long = "base-export", requires = "base")]
+    pub base_export: Option<PathBuf>,
+    /// When change tracking of a disk is lost: fail (32775) or compare every block with the base.
+    #[arg(long, value_enum, default_value_t = TrackingArg::Strict)]
+    pub tracking: TrackingArg,
+    /// With a running `refpoint serve`: return at once with ReturnValue 4096 and the job's InstanceID.
+    #[arg(long)]
+    pub detach: bool,
+}
+
+/// `--tracking` of a differential export.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum)]
+pub enum TrackingArg {
+    /// Fail with 32775 naming the disk and the reason.
+    Strict,
+    /// Read every block, store those whose digest differs from the base manifest.
+    Fallback,
 }
 
 /// `refpoint disk …`
@@ -165,6 +194,8 @@ pub enum DiskCommand {
         /// Leaf VHDX/AVHDX.
         path: PathBuf,
     },
+    /// Make one write into a VHDX (VhdxWriter): LENGTH bytes of PATTERN at OFFSET.
+    Write(super::workload::DiskWriteArgs),
 }
 
 /// `refpoint fixture …`

@@ -6,6 +6,9 @@ mod bench;
 mod demo;
 mod jobs;
 mod wmi;
+mod serve;
+mod restore;
+mod workload;
 
 use std::io::Write;
 use std::path::{Path, PathBuf};
@@ -111,6 +114,9 @@ fn to_json<T: serde::Serialize>(value: &T) -> Value {
 }
 
 fn dispatch(cli: &Cli, out: &Output) -> Result<i32, RefpointError> {
+    if let Some(code) = serve::route(cli, out)? {
+        return Ok(code);
+    }
     match &cli.command {
         Command::Host(HostCommand::Init { dir }) => {
             let rp = Refpoint::init(dir)?;
@@ -134,11 +140,15 @@ fn dispatch(cli: &Cli, out: &Output) -> Result<i32, RefpointError> {
         }
         Command::Rp(cmd) => reference_points(cli, out, cmd)?,
         Command::Export(args) => return export(cli, out, args),
-        Command::Verify { dir } => return verify(out, dir),
+        Command::Verify { dir: Some(dir), .. } => return verify(out, dir),
+        Command::Verify { chain, .. } => return restore::verify_chain(out, chain),
+        Command::Restore(args) => return restore::run(cli, out, args),
+        Command::Workload(args) => workload::run(cli, out, args)?,
         Command::Disk(cmd) => disk(out, cmd)?,
         Command::Fixture(args) => make_fixture(cli, out, args)?,
         Command::Demo { keep, size } => return demo::run(out, keep.as_deref(), size),
         Command::Bench(args) => bench::run(out, args)?,
+        Command::Serve(args) => return serve::run(cli, out, args),
         Command::Wmi(cmd) => return wmi::run(&provider(cli)?, out.json, cmd),
         Command::Jobs(cmd) => return jobs::run(&provider(cli)?, out.json, cmd),
     }
@@ -260,10 +270,15 @@ fn export(cli: &Cli, out: &Output, args: &ExportArgs) -> Result<i32, RefpointErr
     let options = ExportOptions {
         base: args.base.clone(),
         disks: args.disks.clone(),
+        base_export: args.base_export.clone(),
+        tracking: match args.tracking {
+            args::TrackingArg::Strict => refpoint_engine::TrackingPolicy::Strict,
+            args::TrackingArg::Fallback => refpoint_engine::TrackingPolicy::Fallback,
+        },
     };
     let id = rp.export(&args.reference_point, &args.to, &options)?;
     let job = wait_with_progress(&rp, out, &id, "export")?;
-    let completed = job.job_state == refpoint_jobs::JobState::Completed;
+    let completed = job.job_state.is_success();
     let value = json!({
         "ReturnValue": ReturnCode::JobStarted.value(),
         "Job": to_json(&job),
@@ -272,6 +287,9 @@ fn export(cli: &Cli, out: &Output, args: &ExportArgs) -> Result<i32, RefpointErr
         println!("ReturnValue 4096, job {}", job.instance_id);
         println!("JobState {} ({:?})", job.job_state.value(), job.job_state);
         if completed {
+            for w in &job.errors {
+                println!("warning: {}", w.message);
+            }
             for p in &job.exported_log_file_paths {
                 println!("  {p}");
             }
@@ -385,6 +403,7 @@ fn disk(out: &Output, cmd: &DiskCommand) -> Result<(), RefpointError> {
                 println!("{hex}  {}", path.display())
             });
         }
+        DiskCommand::Write(args) => workload::disk_write(out, args)?,
         DiskCommand::Check { path } => {
             let chain = refpoint_vhdx::Chain::open(path)?;
             for layer in chain.layers() {
