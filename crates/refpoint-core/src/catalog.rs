@@ -112,6 +112,16 @@ pub enum CatalogError {
         /// The other chain (disk, snapshot or reference point).
         other: String,
     },
+    /// A disk's change-tracking state contradicts its chain or its epoch
+    /// counter (an epoch layer that is not in the chain, epochs out of
+    /// order, an epoch beyond the counter).
+    #[error("change tracking of disk {disk}: {reason}")]
+    TrackingInconsistent {
+        /// The disk's InstanceID.
+        disk: String,
+        /// Which rule is broken.
+        reason: String,
+    },
     /// A snapshot or reference point carries a tracking epoch its disk has
     /// not reached yet (epochs only grow).
     #[error("{id} records tracking epoch {epoch} of disk {disk}, whose counter is only {current}")]
@@ -213,7 +223,96 @@ impl Catalog {
         self.validate_snapshots()?;
         self.validate_reference_points()?;
         self.validate_epochs()?;
+        self.validate_tracking()?;
         self.validate_active_leaves()
+    }
+
+    fn validate_tracking(&self) -> std::result::Result<(), CatalogError> {
+        for disk in self.virtual_systems.iter().flat_map(|vm| vm.disks.iter()) {
+            let bad = |reason: String| CatalogError::TrackingInconsistent {
+                disk: disk.instance_id.clone(),
+                reason,
+            };
+            let positions: Vec<usize> = disk
+                .tracking
+                .epoch_layers
+                .iter()
+                .map(|l| {
+                    disk.chain
+                        .layers()
+                        .position(|c| c.path == l.path)
+                        .ok_or_else(|| {
+                            bad(format!(
+                                "epoch layer {} is not in the chain",
+                                l.path.display()
+                            ))
+                        })
+                })
+                .collect::<std::result::Result<_, _>>()?;
+            if positions.windows(2).any(|w| matches!(w, [a, b] if a >= b)) {
+                return Err(bad("epoch layers are not in chain order".to_owned()));
+            }
+            let mut below = u64::MAX;
+            for l in &disk.tracking.epoch_layers {
+                if l.first_epoch == 0 || l.first_epoch > l.last_epoch || l.last_epoch >= below {
+                    return Err(bad(format!(
+                        "{} holds epochs {}..={}, out of order",
+                        l.path.display(),
+                        l.first_epoch,
+                        l.last_epoch
+                    )));
+                }
+                if l.last_epoch > disk.rct_epoch {
+                    return Err(bad(format!(
+                        "{} holds epoch {} beyond the counter {}",
+                        l.path.display(),
+                        l.last_epoch,
+                        disk.rct_epoch
+                    )));
+                }
+                below = l.first_epoch;
+            }
+            if let Some(e) = disk
+                .tracking
+                .journal
+                .iter()
+                .find(|e| e.epoch == 0 || e.epoch > disk.rct_epoch)
+            {
+                return Err(bad(format!(
+                    "journal record of epoch {} is outside 1..={}",
+                    e.epoch, disk.rct_epoch
+                )));
+            }
+        }
+        Ok(())
+    }
+
+    /// Catalogs written before the change-tracking state existed: the top
+    /// `RctEpoch` layers of each disk's chain are its epoch layers (each
+    /// snapshot added exactly one, and nothing was merged then).
+    pub(crate) fn migrate_tracking(&mut self) {
+        for disk in self
+            .virtual_systems
+            .iter_mut()
+            .flat_map(|vm| vm.disks.iter_mut())
+        {
+            let t = &disk.tracking;
+            if disk.rct_epoch == 0 || !t.epoch_layers.is_empty() || !t.journal.is_empty() {
+                continue;
+            }
+            let paths = disk.chain.paths();
+            let count = usize::try_from(disk.rct_epoch)
+                .unwrap_or(usize::MAX)
+                .min(paths.len().saturating_sub(1));
+            disk.tracking.epoch_layers = (0u64..)
+                .zip(paths.into_iter().take(count))
+                .map(|(i, path)| crate::tracking::EpochLayer {
+                    path,
+                    first_epoch: disk.rct_epoch - i,
+                    last_epoch: disk.rct_epoch - i,
+                })
+                .collect();
+        }
     }
 
     fn validate_virtual_systems(&self) -> std::result::Result<(), CatalogError> {

@@ -128,11 +128,60 @@ impl Host {
         Ok(())
     }
 
-    /// Checks that `chains` do not collide with each other or with the
-    /// catalog, then records the new VM.
-    fn define(&mut self, element_name: &str, chains: Vec<LayerChain>) -> Result<&VirtualSystem> {
+    /// `Msvm_VirtualSystemManagementService.AddResourceSettings` for a
+    /// virtual hard disk: attaches the chain whose leaf is `leaf` (parents
+    /// found through the parent locators) to `vm` as a new disk at the next
+    /// free address. Its change tracking starts at epoch 0: reference points
+    /// taken before do not contain it, and changes of it since one of them
+    /// are lost ("the disk did not exist at the base").
+    ///
+    /// # Errors
+    /// [`HostError::NotFound`] for an unknown VM; [`HostError::InvalidParameter`]
+    /// if `leaf` is already a layer of a VM, snapshot or reference point, or
+    /// a parent is another disk's active leaf; [`HostError::Vhdx`] if the
+    /// chain does not open.
+    pub fn add_disk(&mut self, vm: &str, leaf: &Path) -> Result<&VirtualDisk> {
+        let index = self
+            .vm_index(vm)
+            .ok_or_else(|| crate::host::not_found(crate::error::ObjectKind::VirtualSystem, vm))?;
+        let chain = open_disk_chain(leaf)?;
+        self.check_new_chains(std::slice::from_ref(&chain))?;
+        let mut catalog = self.catalog.clone();
+        let system = catalog
+            .virtual_systems
+            .get_mut(index)
+            .ok_or_else(|| crate::host::not_found(crate::error::ObjectKind::VirtualSystem, vm))?;
+        let address = system
+            .disks
+            .iter()
+            .map(|d| d.address.saturating_add(1))
+            .max()
+            .unwrap_or(0);
+        let disk_guid = Uuid::new_v4();
+        let name = system.name;
+        system.disks.push(VirtualDisk {
+            instance_id: disk_instance_id(&name, &disk_guid, address),
+            disk_guid,
+            address,
+            element_name: DISK_ELEMENT_NAME.to_owned(),
+            chain,
+            rct_epoch: 0,
+            tracking: DiskTracking::default(),
+        });
+        self.commit(catalog)?;
+        self.vm(&cim_guid(&name))?
+            .disks
+            .iter()
+            .find(|d| d.disk_guid == disk_guid)
+            .ok_or_else(|| {
+                crate::host::not_found(crate::error::ObjectKind::VirtualDisk, &cim_guid(&disk_guid))
+            })
+    }
+
+    /// Checks that `chains` do not collide with each other or with the catalog.
+    fn check_new_chains(&self, chains: &[LayerChain]) -> Result<()> {
         let mut leaves = HashSet::new();
-        for chain in &chains {
+        for chain in chains {
             let leaf = &chain.leaf().path;
             if !leaves.insert(leaf.clone()) {
                 return Err(in_use(leaf, "is listed twice".to_owned()));
@@ -149,6 +198,13 @@ impl Host {
                 }
             }
         }
+        Ok(())
+    }
+
+    /// Checks that `chains` do not collide with each other or with the
+    /// catalog, then records the new VM.
+    fn define(&mut self, element_name: &str, chains: Vec<LayerChain>) -> Result<&VirtualSystem> {
+        self.check_new_chains(&chains)?;
         let name = Uuid::new_v4();
         let now = Timestamp::now();
         let mut disks = Vec::with_capacity(chains.len());

@@ -15,6 +15,7 @@
 
 use std::path::{Path, PathBuf};
 
+use refpoint_vhdx::merge::MergeOptions;
 use uuid::Uuid;
 
 use crate::catalog::{CATALOG_FILE_NAME, Catalog};
@@ -40,6 +41,7 @@ pub struct Host {
     pub(crate) catalog: Catalog,
     lock: HostLock,
     pub(crate) pins: Pins,
+    pub(crate) merge_options: MergeOptions,
 }
 
 impl Host {
@@ -74,11 +76,15 @@ impl Host {
             catalog,
             lock,
             pins: Pins::default(),
+            merge_options: MergeOptions::default(),
         })
     }
 
     /// Opens the host store in `dir` and takes its lock for the lifetime of
     /// the returned `Host`.
+    ///
+    /// Merges a crash left pending (see `lifecycle`) are finished here;
+    /// a failure is logged and retried by the next lifecycle operation.
     ///
     /// # Errors
     /// [`HostError::NotInitialised`] if `dir` holds no catalog;
@@ -99,13 +105,17 @@ impl Host {
             return Err(not_initialised());
         }
         let lock = HostLock::acquire(&dir.join(LOCK_FILE_NAME))?;
-        let catalog = Catalog::load(&catalog_path)?;
-        Ok(Host {
+        let mut catalog = Catalog::load(&catalog_path)?;
+        catalog.migrate_tracking();
+        let mut host = Host {
             dir,
             catalog,
             lock,
             pins: Pins::default(),
-        })
+            merge_options: MergeOptions::default(),
+        };
+        host.recover_pending_merges();
+        Ok(host)
     }
 
     /// The host directory (canonical, absolute).

@@ -160,6 +160,23 @@ impl LayerChain {
         }
     }
 
+    /// This chain without the layer at `path` (a parent merged away);
+    /// `None` if `path` is the leaf or not a layer.
+    pub(crate) fn without(&self, path: &Path) -> Option<LayerChain> {
+        if self.leaf.path == path || !self.parents.iter().any(|l| l.path == path) {
+            return None;
+        }
+        Some(LayerChain {
+            leaf: self.leaf.clone(),
+            parents: self
+                .parents
+                .iter()
+                .filter(|l| l.path != path)
+                .cloned()
+                .collect(),
+        })
+    }
+
     /// The leaf's recorded DataWriteGuid replaced.
     pub(crate) fn set_leaf_data_write_guid(&mut self, guid: Uuid) {
         self.leaf.data_write_guid = guid;

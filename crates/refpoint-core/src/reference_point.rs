@@ -191,22 +191,27 @@ impl Host {
     }
 
     /// `DestroyReferencePoint(AffectedReferencePoint)`: removes the reference
-    /// point from the catalog.
-    ///
-    /// Only the catalog changes: the frozen layers are parents of the VM's
-    /// active chain and must stay; reclaiming them is `RemoveAssociatedData`'s
-    /// merge (not implemented yet).
+    /// point (and its export history) from the catalog, then reclaims the
+    /// frozen layers no other snapshot or reference point needs by merging
+    /// them into their child, journal first (see `lifecycle`): later
+    /// reference points keep answering change queries from the journal.
     ///
     /// # Errors
     /// [`HostError::InvalidParameter`] for a malformed id;
-    /// [`HostError::NotFound`]; [`HostError::Io`].
+    /// [`HostError::NotFound`]; [`HostError::InUse`] (32774) if it is
+    /// pinned by a running export, or a merge would rewrite a layer of a
+    /// pinned reference point; [`HostError::LayerModified`],
+    /// [`HostError::Vhdx`], [`HostError::Io`] from the merge (the reference
+    /// point is then gone and the merge pending: the next lifecycle
+    /// operation or `Host::open` finishes it).
     pub fn destroy_reference_point(&mut self, instance_id: &str) -> Result<()> {
         let rp = self.reference_point(instance_id)?;
-        let guid = rp.guid;
+        let (guid, vm) = (rp.guid, rp.virtual_system_identifier);
         self.ensure_not_pinned(&guid, &rp.instance_id, "DestroyReferencePoint")?;
-        let mut catalog = self.catalog.clone();
-        catalog.reference_points.retain(|r| r.guid != guid);
-        self.commit(catalog)
+        self.lifecycle_change(vm, "DestroyReferencePoint", |catalog| {
+            catalog.reference_points.retain(|r| r.guid != guid);
+            Ok(())
+        })
     }
 
     pub(crate) fn reference_point_by_guid(&self, guid: Uuid) -> Result<&ReferencePoint> {

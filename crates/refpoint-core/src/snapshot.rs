@@ -26,6 +26,7 @@ use crate::model::{
     VIRTUAL_SYSTEM_TYPE_SNAPSHOT_RECOVERY, VirtualDisk, VirtualSystemSettingData, guid_upper,
 };
 use crate::timestamp::Timestamp;
+use crate::tracking::EpochLayer;
 
 /// `SnapshotType` 2: a full (standard) snapshot; disks are handled like a
 /// recovery snapshot, but it cannot become a reference point.
@@ -239,20 +240,28 @@ impl Host {
     }
 
     /// `DestroySnapshot(AffectedSnapshot)`: removes the snapshot from the
-    /// catalog; its children are re-parented to its parent.
-    ///
-    /// Only the catalog changes: the frozen layers stay, because they are
-    /// parents of the VM's active chain (and of later snapshots and
-    /// reference points). Merging them away is not implemented yet.
+    /// catalog (its children are re-parented to its parent), then reclaims
+    /// the frozen layers no other snapshot or reference point needs by
+    /// merging them into their child, journal first (see `lifecycle`).
     ///
     /// # Errors
     /// [`HostError::InvalidParameter`] for a malformed id;
-    /// [`HostError::NotFound`]; [`HostError::Io`].
+    /// [`HostError::NotFound`]; [`HostError::InUse`] if a merge would
+    /// rewrite a layer of a pinned reference point; [`HostError::LayerModified`],
+    /// [`HostError::Vhdx`], [`HostError::Io`] from the merge (the snapshot
+    /// is then gone and the merge pending: the next lifecycle operation or
+    /// `Host::open` finishes it).
     pub fn destroy_snapshot(&mut self, instance_id: &str) -> Result<()> {
         let index = self.snapshot_index(instance_id)?;
-        let mut catalog = self.catalog.clone();
-        remove_snapshot(&mut catalog, index)?;
-        self.commit(catalog)
+        let vm = self
+            .catalog
+            .snapshots
+            .get(index)
+            .map(Snapshot::virtual_system)
+            .ok_or_else(|| not_found(ObjectKind::Snapshot, instance_id))?;
+        self.lifecycle_change(vm, "DestroySnapshot", |catalog| {
+            remove_snapshot(catalog, index).map(drop)
+        })
     }
 
     pub(crate) fn snapshot_by_guid(&self, guid: Uuid) -> Result<&Snapshot> {
@@ -362,6 +371,14 @@ fn freeze_disk(
         data_write_guid: new_guid,
     });
     disk.rct_epoch = epoch;
+    disk.tracking.epoch_layers.insert(
+        0,
+        EpochLayer {
+            path: new_leaf.clone(),
+            first_epoch: epoch,
+            last_epoch: epoch,
+        },
+    );
     Ok(FrozenDisk {
         instance_id: disk.instance_id.clone(),
         disk_guid: disk.disk_guid,
