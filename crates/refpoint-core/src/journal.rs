@@ -425,16 +425,46 @@ pub fn read_record(
         length: entry.length,
         file_length,
     };
-    let end = entry
-        .offset
-        .checked_add(entry.length)
-        .ok_or_else(truncated)?;
-    if end > file_length {
+    let fits = |length: u64| {
+        entry
+            .offset
+            .checked_add(length)
+            .is_some_and(|end| end <= file_length)
+    };
+    if !fits(u64::try_from(HEADER_LENGTH).unwrap_or(u64::MAX)) {
         return Err(truncated());
     }
-    let mut bytes = vec![0u8; usize::try_from(entry.length).map_err(|_| truncated())?];
+    // The record's own length (from its range count) decides what is read,
+    // so that a record found at the wrong place is recognised as such (a
+    // gap) rather than as damage.
+    let mut header = [0u8; HEADER_LENGTH];
+    file.read_exact_at(&mut header, entry.offset).map_err(io)?;
+    let fixed = u64::try_from(HEADER_LENGTH + DIGEST_LENGTH).unwrap_or(u64::MAX);
+    let own_length = if header.get(..8) == Some(&RECORD_MAGIC[..]) {
+        u64_at(&header, 80)
+            .checked_mul(u64::try_from(RANGE_LENGTH).unwrap_or(u64::MAX))
+            .and_then(|r| r.checked_add(fixed))
+            .filter(|&l| fits(l))
+            .unwrap_or(entry.length)
+    } else {
+        entry.length
+    };
+    if !fits(own_length) {
+        return Err(truncated());
+    }
+    let mut bytes = vec![0u8; usize::try_from(own_length).map_err(|_| truncated())?];
     file.read_exact_at(&mut bytes, entry.offset).map_err(io)?;
-    JournalRecord::decode(&bytes, path, entry.offset, sequence, disk, entry)
+    let record = JournalRecord::decode(&bytes, path, entry.offset, sequence, disk, entry)?;
+    if own_length != entry.length {
+        return Err(JournalError::FieldMismatch {
+            path: path.to_path_buf(),
+            offset: entry.offset,
+            field: "record length",
+            found: own_length.to_string(),
+            expected: entry.length.to_string(),
+        });
+    }
+    Ok(record)
 }
 
 /// Appends `records` after the committed ones (`committed_length` bytes;
