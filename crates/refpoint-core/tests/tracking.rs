@@ -57,10 +57,9 @@ fn paged(
             .host
             .get_virtual_disk_changes(path, limit, offset, length, max_ranges)
             .unwrap();
-        assert!(
-            page.changed_byte_offsets.len()
-                <= max_ranges.max(usize::MAX * usize::from(max_ranges == 0))
-        );
+        if max_ranges > 0 {
+            assert!(page.changed_byte_offsets.len() <= max_ranges);
+        }
         assert_eq!(
             page.changed_byte_offsets.len(),
             page.changed_byte_lengths.len()
