@@ -16,6 +16,7 @@ use refpoint::wmi::{MethodMode, MethodOutput, ParamValue, Provider};
 pub const MUST: Duration = Duration::from_secs(60);
 
 /// A host directory with one fixture VM (and its first reference point).
+#[derive(Debug)]
 pub struct Env {
     /// Keeps the directory alive.
     pub temp: tempfile::TempDir,
@@ -28,6 +29,7 @@ pub struct Env {
 }
 
 /// What the fixture VM looks like.
+#[derive(Debug, Clone, Copy)]
 pub struct Shape {
     /// Number of disks.
     pub disks: usize,
