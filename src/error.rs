@@ -20,6 +20,14 @@
 //! | export folder already present at the target | 32773 Invalid parameter |
 //! | buffer pool not allocatable | 32778 Out of memory |
 //! | feature not available (log-based RP type 1) | 32770 Not supported |
+//! | `refpoint serve`: host held by another process; client: service socket unreachable | 32777 System is not available |
+//! | `refpoint serve`: host directory world-writable | 32769 Access Denied |
+//! | `refpoint serve`: non-loopback `--listen`, bad option combination, socket path too long | 32773 Invalid parameter |
+//! | `refpoint serve`: TCP address in use | 32774 System is in use |
+//! | client: no answer within the request timeout | 32772 Timeout |
+//! | client: `CIM_ERR_INVALID_PARAMETER`/`NOT_FOUND`/`INVALID_CLASS`/`INVALID_NAMESPACE` | 32773 Invalid parameter |
+//! | client: `CIM_ERR_NOT_SUPPORTED`/`METHOD_NOT_FOUND` | 32770 Not supported |
+//! | client: other CIM errors, HTTP or protocol failures; serve: bind/runtime failures | 32768 Failed |
 
 use std::fmt;
 
@@ -167,6 +175,44 @@ impl From<refpoint_engine::EngineError> for RefpointError {
                 K::OutOfMemory => ReturnCode::OutOfMemory,
                 _ => ReturnCode::Failed,
             }
+        };
+        RefpointError::new(code, e.to_string())
+    }
+}
+
+impl From<crate::serve::ServeError> for RefpointError {
+    fn from(e: crate::serve::ServeError) -> Self {
+        use crate::serve::ServeError as S;
+        let code = match &e {
+            S::Host(inner) => return inner.clone(),
+            S::DirectoryWorldWritable { .. } => ReturnCode::AccessDenied,
+            S::ListenNotLoopback { .. } | S::Options(_) | S::SocketPathTooLong { .. } => {
+                ReturnCode::InvalidParameter
+            }
+            S::Listen { source, .. } if source.kind() == std::io::ErrorKind::AddrInUse => {
+                ReturnCode::SystemInUse
+            }
+            S::Listen { source, .. } if source.kind() == std::io::ErrorKind::PermissionDenied => {
+                ReturnCode::AccessDenied
+            }
+            S::Listen { .. } | S::Runtime { .. } => ReturnCode::Failed,
+        };
+        RefpointError::new(code, e.to_string())
+    }
+}
+
+impl From<crate::client::ClientError> for RefpointError {
+    fn from(e: crate::client::ClientError) -> Self {
+        use crate::client::ClientError as C;
+        let code = match &e {
+            C::Unreachable { .. } => ReturnCode::SystemNotAvailable,
+            C::Timeout { .. } => ReturnCode::Timeout,
+            C::Cim { source, .. } => match source.status {
+                3..=6 => ReturnCode::InvalidParameter,
+                7 | 16 | 17 => ReturnCode::NotSupported,
+                _ => ReturnCode::Failed,
+            },
+            C::Http { .. } | C::Protocol { .. } => ReturnCode::Failed,
         };
         RefpointError::new(code, e.to_string())
     }

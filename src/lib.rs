@@ -14,13 +14,18 @@
 //! - [`fixture`]: reproducible VMs made with qemu-img/qemu-io.
 //! - [`disk`]: whole-disk hashing and file summaries.
 //! - [`wmi`]: the CIM operations provider (InvokeMethod, enumerations, associations).
+//! - [`serve`]: `refpoint serve`, the host service: CIM operations over HTTP
+//!   (DSP0200/DSP0201) on an owner-only Unix socket and loopback TCP.
+//! - [`client`]: client mode, the CLI talking to a running service.
 //! - [`cli`]: the `refpoint` command line.
 
 pub mod cli;
+pub mod client;
 pub mod disk;
 pub mod error;
 pub mod export;
 pub mod fixture;
+pub mod serve;
 pub mod service;
 pub mod wmi;
 

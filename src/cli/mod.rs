@@ -5,9 +5,9 @@ mod args;
 mod bench;
 mod demo;
 mod jobs;
-mod wmi;
-mod serve;
 mod restore;
+mod serve;
+mod wmi;
 mod workload;
 
 use std::io::Write;
