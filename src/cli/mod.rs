@@ -149,7 +149,7 @@ fn dispatch(cli: &Cli, out: &Output) -> Result<i32, RefpointError> {
         Command::Demo { keep, size } => return demo::run(out, keep.as_deref(), size),
         Command::Bench(args) => bench::run(out, args)?,
         Command::Serve(args) => return serve::run(cli, out, args),
-        Command::Wmi(cmd) => return wmi::run(&provider(cli)?, out.json, cmd),
+        Command::Wmi(cmd) => return wmi::run(&provider(cli)?, out.json, true, cmd),
         Command::Jobs(cmd) => return jobs::run(&provider(cli)?, out.json, cmd),
     }
     Ok(0)

@@ -251,9 +251,18 @@ pub fn instance_json(instance: &Instance) -> Value {
 /// Runs `refpoint wmi …` and prints; exit code 0 when `ReturnValue` is 0
 /// or 4096, else 1 (the message on stderr).
 ///
+/// `in_process`: the jobs run in this process, so a started job (4096) is
+/// waited for before returning — it cannot outlive the process — after the
+/// output was printed. A remote backend passes `false` and returns at once.
+///
 /// # Errors
 /// As [`invoke`].
-pub fn run(ops: &dyn CimOperations, json: bool, cmd: &WmiCommand) -> Result<i32, RefpointError> {
+pub fn run(
+    ops: &dyn CimOperations,
+    json: bool,
+    in_process: bool,
+    cmd: &WmiCommand,
+) -> Result<i32, RefpointError> {
     match cmd {
         WmiCommand::Invoke(args) => {
             let output = invoke(ops, args)?;
@@ -267,6 +276,14 @@ pub fn run(ops: &dyn CimOperations, json: bool, cmd: &WmiCommand) -> Result<i32,
             }
             let ok = output.return_value == ReturnCode::Completed.value()
                 || output.return_value == ReturnCode::JobStarted.value();
+            if in_process && let Some(ParamValue::Reference(job)) = output.out("Job") {
+                super::jobs::wait(
+                    ops,
+                    &job.to_string(),
+                    None,
+                    std::time::Duration::from_millis(20),
+                )?;
+            }
             if !ok {
                 eprintln!(
                     "refpoint: {} returned {}: {}",
