@@ -1,7 +1,7 @@
 #!/usr/bin/env bash
 # Runs every check and test of the workspace on a fresh machine. Installs the
 # independent test oracles first (idempotent): libvhdi (vhdiinfo + pyvhdi),
-# dissect.hypervisor and qemu-utils. Usage: bash scripts/test.sh
+# dissect.hypervisor, qemu-utils and pywbem (the WBEM client driving `refpoint serve`). Usage: bash scripts/test.sh
 set -euo pipefail
 cd "$(dirname "$0")/.."
 
@@ -16,6 +16,7 @@ command -v qemu-img >/dev/null && command -v qemu-io >/dev/null || apt_install q
 command -v vhdiinfo >/dev/null || apt_install libvhdi-utils
 python3 -c 'import pyvhdi' 2>/dev/null || python3 -m pip install -q libvhdi-python
 python3 -c 'import dissect.hypervisor' 2>/dev/null || python3 -m pip install -q dissect.hypervisor
+python3 -c 'import pywbem' 2>/dev/null || python3 -m pip install -q pywbem
 
 echo "== oracles: $(qemu-img --version | head -n1); libvhdi $(python3 -c 'import pyvhdi; print(pyvhdi.get_version())'); dissect.hypervisor $(python3 -c 'import importlib.metadata as m; print(m.version("dissect.hypervisor"))')"
 
