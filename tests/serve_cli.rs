@@ -495,3 +495,67 @@ fn sigterm_during_a_running_export_terminates_the_job_and_leaves_no_staging() {
     assert_eq!(code, 0, "jobs show after restart: {err}");
     assert_eq!(jobs["Job"]["JobState"], 8, "job must be Terminated: {jobs}");
 }
+
+#[test]
+fn wmi_invoke_and_jobs_commands_go_through_the_service() {
+    // Arrange
+    let (temp, host, fixture) = host_with_fixture("wmi", "1", "64M", "42");
+    let rp = fixture["reference_point"].as_str().expect("rp");
+    let target = temp.path().join("export");
+    let service = Service::start(&host, false);
+    let rp_path = format!(
+        r#"Msvm_VirtualSystemReferencePoint.InstanceID="{}""#,
+        rp.replace('\\', "\\\\")
+    );
+
+    // Act: the method returns at once (the service runs the job), then the
+    // jobs commands follow it through the service.
+    let (c1, invoked, e1) = refpoint(
+        &host,
+        &[
+            "wmi",
+            "invoke",
+            "Msvm_VirtualSystemReferencePointService.ExportReferencePoint",
+            "--param",
+            &format!("ReferencePoint={rp_path}"),
+            "--param",
+            &format!("ExportDirectory={}", target.display()),
+            "--param",
+            "ExportSettingData=",
+        ],
+    );
+    let job: ObjectPath = invoked["Job"].as_str().expect("Job").parse().expect("path");
+    let id = job.key("InstanceID").expect("InstanceID").to_owned();
+    let (c2, _, e2) = refpoint(&host, &["jobs", "wait", &id]);
+    let (c3, shown, e3) = refpoint(&host, &["jobs", "show", &id]);
+    let (c4, listed, e4) = refpoint(&host, &["jobs", "list"]);
+    let (c5, late, _) = refpoint(&host, &["jobs", "terminate", &id]);
+
+    // Assert
+    assert_eq!(c1, 0, "{invoked} {e1}");
+    assert_eq!(invoked["ReturnValue"], 4096);
+    assert_eq!((c2, c3, c4), (0, 0, 0), "{e2} {e3} {e4}");
+    assert_eq!(shown["Job"]["JobState"], 7, "{shown}");
+    assert!(
+        shown["AffectedElements"]
+            .as_array()
+            .expect("affected")
+            .iter()
+            .any(|p| p
+                .as_str()
+                .is_some_and(|p| p.contains("Msvm_VirtualSystemReferencePoint"))),
+        "{shown}"
+    );
+    assert!(
+        listed
+            .as_array()
+            .expect("list")
+            .iter()
+            .any(|j| j["InstanceID"] == id.as_str()),
+        "{listed}"
+    );
+    assert_eq!(c5, 1, "terminate of a finished job is refused");
+    assert_eq!(late["ReturnValue"], 4097, "{late}");
+    sha256sum_check(&target.join("wmi"));
+    drop(service);
+}

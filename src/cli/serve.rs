@@ -3,7 +3,8 @@
 //!
 //! Routed through the service when one runs for `--host` (socket exists and
 //! connects): `export` (with `--detach`), `vm list`, `rp list`, `rp create`,
-//! `snapshot`. Other commands that need the host (`vm create|import|show`,
+//! `snapshot`, `wmi invoke` and `jobs list|show|wait|suspend|resume|terminate|kill`
+//! (their command logic runs over [`ServiceClient`]'s `CimOperations`). Other commands that need the host (`vm create|import|show`,
 //! `rp convert`, `fixture`) fail at once with 32777 naming the service's pid;
 //! commands that do not use the host run as usual.
 
@@ -113,7 +114,9 @@ fn routing(command: &Command) -> Routing {
         Command::Export(_)
         | Command::Snapshot { .. }
         | Command::Vm(VmCommand::List)
-        | Command::Rp(RpCommand::List { .. } | RpCommand::Create { .. }) => Routing::Remote,
+        | Command::Rp(RpCommand::List { .. } | RpCommand::Create { .. })
+        | Command::Wmi(_)
+        | Command::Jobs(_) => Routing::Remote,
         Command::Vm(VmCommand::Create { .. }) => Routing::LocalOnly("vm create"),
         Command::Vm(VmCommand::Import { .. }) => Routing::LocalOnly("vm import"),
         Command::Vm(VmCommand::Show { .. }) => Routing::LocalOnly("vm show"),
@@ -166,6 +169,9 @@ pub(crate) fn route(cli: &Cli, out: &Output) -> Result<Option<i32>, RefpointErro
         (_, Command::Vm(VmCommand::List)) => vm_list(&client, out)?,
         (_, Command::Rp(RpCommand::List { vm })) => rp_list(&client, out, vm.as_deref())?,
         (_, Command::Rp(RpCommand::Create { vm })) => rp_create(&client, out, vm)?,
+        // The service runs the jobs: `wmi invoke` returns without waiting.
+        (_, Command::Wmi(cmd)) => super::wmi::run(&client, out.json, false, cmd)?,
+        (_, Command::Jobs(cmd)) => super::jobs::run(&client, out.json, cmd)?,
         _ => return Ok(None),
     };
     Ok(Some(code))
