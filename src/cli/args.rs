@@ -248,4 +248,10 @@ pub struct BenchArgs {
     /// Skip the qemu-img convert + sha256sum comparison.
     #[arg(long)]
     pub no_baseline: bool,
+    /// Measure a differential export (RP1→RP2) next to a full export of RP2 instead.
+    #[arg(long)]
+    pub differential: bool,
+    /// With --differential: share of blocks rewritten between RP1 and RP2.
+    #[arg(long, default_value_t = 1, requires = "differential")]
+    pub changed_percent: u8,
 }

@@ -96,6 +96,9 @@ fn baseline(disks: &[PathBuf], dir: &Path) -> Result<f64, RefpointError> {
 }
 
 pub(super) fn run(out: &Output, args: &BenchArgs) -> Result<(), RefpointError> {
+    if args.differential {
+        return super::bench_differential::run(out, args);
+    }
     let temp;
     let root = match &args.dir {
         Some(d) => d.clone(),

@@ -3,6 +3,7 @@
 
 mod args;
 mod bench;
+mod bench_differential;
 mod demo;
 mod jobs;
 mod restore;
