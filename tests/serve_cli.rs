@@ -559,3 +559,44 @@ fn wmi_invoke_and_jobs_commands_go_through_the_service() {
     sha256sum_check(&target.join("wmi"));
     drop(service);
 }
+
+#[test]
+fn sigint_stops_the_service_like_sigterm() {
+    let (_temp, host, _) = host_with_fixture("sigint", "1", "32M", "43");
+    let service = Service::start(&host, false);
+    let socket = service.socket.clone();
+
+    let stopped = service.signal("-INT");
+
+    assert!(stopped.status.success(), "{}", stopped.stderr);
+    assert!(stopped.stderr.contains("SIGINT"), "{}", stopped.stderr);
+    assert!(!socket.exists());
+}
+
+#[test]
+fn killed_service_leaves_a_stale_socket_that_clients_and_a_new_service_get_past() {
+    // Arrange: SIGKILL gives the service no chance to remove its socket.
+    let (_temp, host, _) = host_with_fixture("stale", "1", "32M", "44");
+    let mut first = Service::start(&host, false);
+    first.kill();
+    assert!(
+        host.join("refpoint.sock").exists(),
+        "SIGKILL leaves the socket"
+    );
+
+    // Act
+    let (code, vms, err) = refpoint(&host, &["vm", "list"]);
+    let second = Service::start(&host, false);
+    let (code2, vms2, err2) = refpoint(&host, &["vm", "list"]);
+
+    // Assert: in-process while nobody listens, then through the new service.
+    assert_eq!(code, 0, "in-process after a dead service: {err}");
+    assert_eq!(code2, 0, "through the new service: {err2}");
+    assert_eq!(
+        vms.as_array().map(Vec::len),
+        vms2.as_array().map(Vec::len),
+        "{vms} vs {vms2}"
+    );
+    let stopped = second.terminate();
+    assert!(stopped.status.success(), "{}", stopped.stderr);
+}

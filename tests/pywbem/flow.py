@@ -12,7 +12,7 @@ Steps (each asserted; the first failure exits 1 with a message):
      poll GetInstance(Job) until JobState is final -> 7 Completed;
   4. follow Msvm_AffectedJobElement from the job with References and
      Associators -> the exported reference point;
-  5. CreateReferencePoint on the good VM -> 0 with ResultingReferencePoint, or
+  5. CreateReferencePoint (class-path target) on the good VM -> 0 with ResultingReferencePoint, or
      4096 and the job's Msvm_AffectedJobElement with ElementEffects 5;
   6. ExportReferencePoint(bad RP whose source was destroyed, settings as a
      pywbem CIMInstance) -> 4096; the job ends 10 Exception with ErrorCode
@@ -148,9 +148,10 @@ def main():
     )
 
     # 5. The resulting object of CreateReferencePoint (sync REF or job association).
+    # The target is the class name: pywbem sends a LOCALCLASSPATH.
     rv, out = conn.InvokeMethod(
         "CreateReferencePoint",
-        service,
+        "Msvm_VirtualSystemReferencePointService",
         AffectedSystem=good_vm.path,
         ReferencePointSettings="",
         ReferencePointType=pywbem.Uint16(2),

@@ -120,12 +120,17 @@ impl Service {
     }
 
     /// Sends SIGTERM and waits (bounded) for the exit.
-    pub fn terminate(mut self) -> Stopped {
+    pub fn terminate(self) -> Stopped {
+        self.signal("-TERM")
+    }
+
+    /// Sends `signal` (`-TERM`, `-INT`) and waits (bounded) for the exit.
+    pub fn signal(mut self, signal: &str) -> Stopped {
         let sent = Command::new("kill")
-            .args(["-TERM", &self.pid.to_string()])
+            .args([signal, &self.pid.to_string()])
             .status()
-            .expect("kill -TERM");
-        assert!(sent.success(), "kill -TERM {} failed", self.pid);
+            .expect("kill");
+        assert!(sent.success(), "kill {signal} {} failed", self.pid);
         match self.wait_exit(STOP_TIMEOUT) {
             Some(status) => self.collect(status),
             None => {
