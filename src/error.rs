@@ -13,8 +13,9 @@
 //! | permission denied (EACCES/EPERM) anywhere | 32769 Access Denied |
 //! | host not initialised, host locked by another process | 32777 System is not available |
 //! | unknown VM / snapshot / reference point, bad path, relative ExportDirectory, disk not in RP | 32773 Invalid parameter |
+//! | base of another VM, not older, never exported; base export not matching; restore folders not chaining | 32773 Invalid parameter |
 //! | embedded instance of the wrong class, property of the wrong CIM type | 32776 Incorrect data type |
-//! | snapshot not of recovery type, RP without associated data, frozen layer whose DataWriteGuid changed | 32775 Invalid state |
+//! | snapshot not of recovery type, RP without associated data, frozen layer whose DataWriteGuid changed, change tracking lost (strict) | 32775 Invalid state |
 //! | target being written by another job; reference point pinned by a running export | 32774 System is in use |
 //! | `GetVirtualDiskChanges` `Path` does not exist | 32779 File not found |
 //! | export folder already present at the target | 32773 Invalid parameter |
