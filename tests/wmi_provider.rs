@@ -351,3 +351,36 @@ fn reference_given_as_path_text_works_like_a_reference() {
 
     assert_eq!(wmi_support::state(&done), 7);
 }
+
+#[test]
+fn polling_a_job_does_not_wait_for_the_host_lock() {
+    let e = env("poll-unlocked", &Shape::default());
+    let out = e.call(
+        "Msvm_VirtualSystemReferencePointService",
+        "DestroyReferencePoint",
+        &[("AffectedReferencePoint", reference(&e.rp_path()))],
+    );
+    let job = wmi_support::job_ref(&out);
+    wmi_support::wait_job(&e.provider, &job);
+    let (tx, rx) = std::sync::mpsc::channel();
+
+    let host = e.provider.refpoint().host(); // a long host operation in progress
+    let poller = {
+        let p = e.provider.clone();
+        let job = job.clone();
+        std::thread::spawn(move || {
+            let state = p.get_instance(&job).map(|i| wmi_support::state(&i));
+            let listed = p
+                .enumerate_instance_names("CIM_ConcreteJob")
+                .map(|v| v.len());
+            tx.send((state, listed)).unwrap();
+        })
+    };
+    let answered = rx.recv_timeout(wmi_support::MUST);
+    drop(host);
+    poller.join().unwrap();
+
+    let (state, listed) = answered.expect("job polling blocked on the host lock");
+    assert_eq!(state.unwrap(), 7);
+    assert_eq!(listed.unwrap(), 1);
+}

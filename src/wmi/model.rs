@@ -190,8 +190,38 @@ pub struct ObjectSpace {
 impl ObjectSpace {
     /// Builds the object space (locks the host once).
     pub fn build(rp: &Refpoint) -> ObjectSpace {
+        Self::build_for(rp, "CIM_ManagedElement")
+    }
+
+    /// Builds what a query about `class` needs: for a job class only the
+    /// jobs, without locking the host — so that clients polling a job do not
+    /// wait for a host operation in progress (a merge, a snapshot).
+    pub fn build_for(rp: &Refpoint, class: &str) -> ObjectSpace {
         let mut objects = Vec::new();
         let mut associations = Vec::new();
+        if !is_a(class, CIM_CONCRETE_JOB) {
+            Self::host_objects(rp, &mut objects, &mut associations);
+        }
+        let jobs = rp.jobs();
+        for job in jobs.list() {
+            let path = job.object_path();
+            for affected in jobs.affected_elements(&job.instance_id).unwrap_or_default() {
+                associations.push(associations::affected_job_element(&affected));
+            }
+            objects.push(Object {
+                path,
+                instance: job.to_instance(),
+            });
+        }
+        ObjectSpace {
+            objects,
+            associations,
+        }
+    }
+
+    /// Services, VMs, settings, disks, snapshots, reference points and
+    /// their associations.
+    fn host_objects(rp: &Refpoint, objects: &mut Vec<Object>, associations: &mut Vec<Association>) {
         for (class, name, element_name) in SERVICES {
             let path = service_path(class, name, rp.host_name());
             let instance = Instance::new(class)
@@ -261,21 +291,6 @@ impl ObjectSpace {
                     instance: point.to_instance(),
                 });
             }
-        }
-        let jobs = rp.jobs();
-        for job in jobs.list() {
-            let path = job.object_path();
-            for affected in jobs.affected_elements(&job.instance_id).unwrap_or_default() {
-                associations.push(associations::affected_job_element(&affected));
-            }
-            objects.push(Object {
-                path,
-                instance: job.to_instance(),
-            });
-        }
-        ObjectSpace {
-            objects,
-            associations,
         }
     }
 

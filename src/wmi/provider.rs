@@ -340,7 +340,7 @@ impl Provider {
         class: &str,
     ) -> Result<Vec<(ObjectPath, Instance)>, CimOpError> {
         Self::check_class(class)?;
-        let space = ObjectSpace::build(&self.rp);
+        let space = ObjectSpace::build_for(&self.rp, class);
         let mut out: Vec<(ObjectPath, Instance)> = space
             .of_class(class)
             .map(|o| (self.locate(&o.path), o.instance.clone()))
@@ -377,7 +377,7 @@ impl Provider {
     pub fn get_instance(&self, path: &ObjectPath) -> Result<Instance, CimOpError> {
         Self::check_namespace(path)?;
         Self::check_class(&path.class_name)?;
-        let space = ObjectSpace::build(&self.rp);
+        let space = ObjectSpace::build_for(&self.rp, &path.class_name);
         if let Some(o) = space.find(path) {
             return Ok(o.instance.clone());
         }
