@@ -902,3 +902,232 @@ mod tests {
         ));
     }
 }
+
+/// One test per rule of the base export and restore checks: each edits one
+/// thing of a valid chain of exports and expects the exact error variant.
+#[cfg(test)]
+mod hostile {
+    use std::path::{Path, PathBuf};
+
+    use crate::common::*;
+    use refpoint_engine::{
+        BaseError, BaseReferencePoint, ChangeTracking, EngineError, ErrorDetail, ExportOutcome,
+        ExportRequest, ReferencePointIdentity, RestoreError, TrackingPolicy, Unattended, execute,
+        plan, restore,
+    };
+    use serde_json::Value;
+
+    const RP1: &str =
+        "Microsoft:6D1C2D54-8A0E-4F5E-9F8C-21A344B60C7D\\AAAAAAAA-1111-4111-8111-111111111111";
+    const RP2: &str =
+        "Microsoft:6D1C2D54-8A0E-4F5E-9F8C-21A344B60C7D\\BBBBBBBB-2222-4222-8222-222222222222";
+
+    fn identity(rp: &str) -> ReferencePointIdentity {
+        ReferencePointIdentity {
+            instance_id: rp.to_owned(),
+            virtual_system_identifier: VM_NAME.hyphenated().to_string().to_uppercase(),
+            rct_ids: Vec::new(),
+        }
+    }
+
+    struct Setup {
+        tmp: tempfile::TempDir,
+        chain2: Vec<PathBuf>,
+        e1: ExportOutcome,
+    }
+
+    /// A 8 MiB disk exported full at RP1, and RP2's chain with one write.
+    fn setup() -> Setup {
+        let tmp = tempfile::tempdir().expect("tempdir");
+        let base = tmp.path().join("d.vhdx");
+        qemu_create(&base, 8 * MIB, 2);
+        qemu_write(&base, 0x31, 0, MIB);
+        let layer = tmp.path().join("d2.avhdx");
+        refpoint_vhdx::create_differencing(&layer, &base, None).expect("layer");
+        let mut w = refpoint_vhdx::VhdxWriter::open(&layer).expect("writer");
+        w.write_at(4 * MIB, &[0x44; 4096]).expect("write");
+        w.flush().expect("flush");
+        drop(w);
+        let mut r1 = request(
+            &tmp.path().join("e1"),
+            vec![disk("d", "d", std::slice::from_ref(&base))],
+        );
+        r1.reference_point = identity(RP1);
+        let e1 = execute(plan(&r1).expect("plan"), &Unattended, &config()).expect("export");
+        Setup {
+            chain2: vec![layer, base],
+            tmp,
+            e1,
+        }
+    }
+
+    fn differential(s: &Setup, to: &str) -> ExportRequest {
+        let mut d = disk("d", "d", &s.chain2);
+        d.changes = Some(ChangeTracking::Changes(vec![(4 * MIB, 4096)]));
+        let mut r = request(&s.tmp.path().join(to), vec![d]);
+        r.reference_point = identity(RP2);
+        r.base = Some(BaseReferencePoint {
+            identity: identity(RP1),
+            export_folder: s.e1.vm_folder.clone(),
+            tracking: TrackingPolicy::Strict,
+            removed_disks: Vec::new(),
+        });
+        r
+    }
+
+    fn edit_manifest(folder: &Path, edit: impl FnOnce(&mut Value)) {
+        let path = folder.join("refpoint-export.json");
+        let mut m: Value =
+            serde_json::from_str(&std::fs::read_to_string(&path).expect("read")).expect("json");
+        edit(&mut m);
+        std::fs::write(&path, serde_json::to_string_pretty(&m).expect("json")).expect("write");
+    }
+
+    /// Plans the differential against the (edited) base export: 32773.
+    fn base_error(s: &Setup) -> EngineError {
+        let err = plan(&differential(s, "e2")).expect_err("base export unusable");
+        assert_eq!(err.return_code(), 32773, "{err}");
+        err
+    }
+
+    #[test]
+    fn base_manifest_that_is_not_json_is_manifest_invalid() {
+        let s = setup();
+        std::fs::write(s.e1.vm_folder.join("refpoint-export.json"), b"{ not json").expect("write");
+
+        assert!(matches!(
+            base_error(&s).detail(),
+            ErrorDetail::Base(BaseError::ManifestInvalid { .. })
+        ));
+    }
+
+    #[test]
+    fn base_manifest_of_another_vm_is_wrong_virtual_system() {
+        let s = setup();
+        edit_manifest(&s.e1.vm_folder, |m| {
+            m["virtual_system"]["name"] = "00000000-0000-0000-0000-000000000001".into()
+        });
+
+        assert!(matches!(
+            base_error(&s).detail(),
+            ErrorDetail::Base(BaseError::WrongVirtualSystem { .. })
+        ));
+    }
+
+    #[test]
+    fn base_manifest_output_path_leaving_the_folder_is_unsafe_path() {
+        let s = setup();
+        edit_manifest(&s.e1.vm_folder, |m| {
+            m["disks"][0]["output"]["path"] = "../../d.vhdx".into()
+        });
+
+        assert!(matches!(
+            base_error(&s).detail(),
+            ErrorDetail::Base(BaseError::UnsafePath { .. })
+        ));
+    }
+
+    #[test]
+    fn base_file_missing_is_file_open_naming_it() {
+        let s = setup();
+        std::fs::remove_file(&s.e1.disks[0].path).expect("remove");
+
+        let err = base_error(&s);
+
+        assert!(matches!(
+            err.detail(),
+            ErrorDetail::Base(BaseError::FileOpen { path, .. })
+                if path.file_name() == s.e1.disks[0].path.file_name()
+        ));
+    }
+
+    #[test]
+    fn base_block_digest_edited_is_digests_invalid() {
+        let s = setup();
+        edit_manifest(&s.e1.vm_folder, |m| {
+            m["disks"][0]["block_digests"][1] = "00".repeat(32).into()
+        });
+
+        assert!(matches!(
+            base_error(&s).detail(),
+            ErrorDetail::Base(BaseError::DigestsInvalid { .. })
+        ));
+    }
+
+    #[test]
+    fn restore_of_nothing_is_no_exports() {
+        let s = setup();
+
+        let err =
+            restore(&[], &s.tmp.path().join("r"), &Unattended, &config()).expect_err("nothing");
+
+        assert!(matches!(
+            err.detail(),
+            ErrorDetail::Restore(RestoreError::NoExports)
+        ));
+    }
+
+    #[test]
+    fn restore_of_a_differential_without_its_base_is_disk_chain() {
+        let s = setup();
+        let e2 = execute(
+            plan(&differential(&s, "e2")).expect("plan"),
+            &Unattended,
+            &config(),
+        )
+        .expect("export");
+
+        let err = restore(
+            &[e2.vm_folder],
+            &s.tmp.path().join("r"),
+            &Unattended,
+            &config(),
+        )
+        .expect_err("no base");
+
+        assert_eq!(err.return_code(), 32773);
+        assert!(
+            matches!(err.detail(), ErrorDetail::Restore(RestoreError::DiskChain { disk, .. }) if disk == "d")
+        );
+    }
+
+    #[test]
+    fn restore_with_a_malformed_data_write_guid_is_manifest_value() {
+        let s = setup();
+        edit_manifest(&s.e1.vm_folder, |m| {
+            m["disks"][0]["output"]["data_write_guid"] = "not-a-guid".into()
+        });
+
+        let err = restore(
+            std::slice::from_ref(&s.e1.vm_folder),
+            &s.tmp.path().join("r"),
+            &Unattended,
+            &config(),
+        )
+        .expect_err("bad guid");
+
+        assert!(
+            matches!(err.detail(), ErrorDetail::Restore(RestoreError::ManifestValue { field, .. }) if field == "output.data_write_guid")
+        );
+    }
+
+    #[test]
+    fn restore_with_a_changed_settings_file_is_config_mismatch() {
+        let s = setup();
+        std::fs::write(s.e1.config_file.clone(), b"<INSTANCE/>").expect("write");
+
+        let err = restore(
+            std::slice::from_ref(&s.e1.vm_folder),
+            &s.tmp.path().join("r"),
+            &Unattended,
+            &config(),
+        )
+        .expect_err("config");
+
+        assert_eq!(err.return_code(), 32768);
+        assert!(matches!(
+            err.detail(),
+            ErrorDetail::Restore(RestoreError::ConfigMismatch { .. })
+        ));
+    }
+}
