@@ -512,3 +512,227 @@ pub fn append(
     }
     Ok(entries)
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    const DISK: Uuid = Uuid::from_u128(0x1111_2222_3333_4444_8555_6666_7777_8888);
+    const LAYER: Uuid = Uuid::from_u128(0x9999_aaaa_bbbb_4ccc_8ddd_eeee_ffff_0000);
+
+    fn record(sequence: u64, ranges: Vec<ByteRange>) -> JournalRecord {
+        JournalRecord {
+            sequence,
+            disk: DISK,
+            epoch: 2,
+            data_write_guid: LAYER,
+            flags: 0,
+            block_size: 2 << 20,
+            logical_sector_size: 512,
+            virtual_size: 1 << 30,
+            ranges,
+        }
+    }
+
+    fn ranges() -> Vec<ByteRange> {
+        vec![
+            ByteRange {
+                offset: 0,
+                length: 512,
+            },
+            ByteRange {
+                offset: 4 << 20,
+                length: 2 << 20,
+            },
+        ]
+    }
+
+    fn entry(bytes: &[u8]) -> JournaledEpoch {
+        JournaledEpoch {
+            epoch: 2,
+            data_write_guid: LAYER,
+            offset: 0,
+            length: bytes.len() as u64,
+            superset: false,
+        }
+    }
+
+    fn decode(bytes: &[u8], sequence: u64) -> std::result::Result<JournalRecord, JournalError> {
+        JournalRecord::decode(bytes, Path::new("j.rctj"), 0, sequence, DISK, &entry(bytes))
+    }
+
+    /// Re-seals a patched record with a valid digest (to reach the rules
+    /// checked after the checksum).
+    fn reseal(mut bytes: Vec<u8>) -> Vec<u8> {
+        let body = bytes.len() - DIGEST_LENGTH;
+        let digest = Sha256::digest(&bytes[..body]);
+        bytes[body..].copy_from_slice(&digest);
+        bytes
+    }
+
+    #[test]
+    fn record_round_trips() {
+        let r = record(3, ranges());
+
+        let back = decode(&r.encode(), 3).unwrap();
+
+        assert_eq!(back, r);
+    }
+
+    #[test]
+    fn bad_magic_is_refused() {
+        let mut bytes = record(0, ranges()).encode();
+        bytes[0] = b'X';
+
+        assert!(matches!(
+            decode(&bytes, 0),
+            Err(JournalError::BadMagic { offset: 0, .. })
+        ));
+    }
+
+    #[test]
+    fn unknown_version_is_refused() {
+        let mut bytes = record(0, ranges()).encode();
+        bytes[8] = 2;
+
+        assert!(matches!(
+            decode(&bytes, 0),
+            Err(JournalError::UnsupportedVersion { version: 2, .. })
+        ));
+    }
+
+    #[test]
+    fn a_flipped_bit_is_a_checksum_mismatch() {
+        let mut bytes = record(0, ranges()).encode();
+        bytes[HEADER_LENGTH + 3] ^= 1;
+
+        assert!(matches!(
+            decode(&bytes, 0),
+            Err(JournalError::ChecksumMismatch { .. })
+        ));
+    }
+
+    #[test]
+    fn a_record_with_another_sequence_number_is_a_gap() {
+        let bytes = record(5, ranges()).encode();
+
+        assert!(matches!(
+            decode(&bytes, 4),
+            Err(JournalError::SequenceGap {
+                expected: 4,
+                found: 5,
+                ..
+            })
+        ));
+    }
+
+    #[test]
+    fn a_record_of_another_disk_epoch_or_layer_disagrees_with_the_catalog() {
+        for (at, field) in [(24, "disk GUID"), (40, "epoch"), (48, "DataWriteGuid")] {
+            let mut bytes = record(0, ranges()).encode();
+            bytes[at] ^= 0x10;
+            let bytes = reseal(bytes);
+
+            let err = decode(&bytes, 0).unwrap_err();
+
+            assert!(
+                matches!(err, JournalError::FieldMismatch { field: f, .. } if f == field),
+                "{field}: {err:?}"
+            );
+        }
+    }
+
+    #[test]
+    fn range_count_disagreeing_with_the_length_is_refused() {
+        let mut bytes = record(0, ranges()).encode();
+        bytes[80] = 7;
+        let bytes = reseal(bytes);
+
+        assert!(matches!(
+            decode(&bytes, 0),
+            Err(JournalError::FieldMismatch {
+                field: "range count",
+                ..
+            })
+        ));
+    }
+
+    #[test]
+    fn unordered_unaligned_empty_or_outside_ranges_are_refused() {
+        let r = |offset, length| ByteRange { offset, length };
+        for (index, bad) in [
+            (1, vec![r(4096, 512), r(0, 512)]),
+            (1, vec![r(0, 512), r(512, 512)]),
+            (0, vec![r(100, 512)]),
+            (0, vec![r(0, 0)]),
+            (0, vec![r((1 << 30) - 512, 1024)]),
+        ] {
+            let bytes = record(0, bad.clone()).encode();
+
+            let err = decode(&bytes, 0).unwrap_err();
+
+            assert!(
+                matches!(err, JournalError::BadRange { index: i, .. } if i == index),
+                "{bad:?}: {err:?}"
+            );
+        }
+    }
+
+    #[test]
+    fn missing_and_truncated_journals_are_named() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("d.rctj");
+        let bytes = record(0, ranges()).encode();
+        let e = entry(&bytes);
+
+        assert!(matches!(
+            read_record(&path, DISK, 0, &e),
+            Err(JournalError::Missing { .. })
+        ));
+        std::fs::write(&path, &bytes[..bytes.len() - 1]).unwrap();
+        assert!(matches!(
+            read_record(&path, DISK, 0, &e),
+            Err(JournalError::Truncated { .. })
+        ));
+    }
+
+    #[test]
+    fn append_cuts_an_uncommitted_tail_and_reads_back() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("d.rctj");
+        let first = append(&path, 0, &[record(0, ranges())]).unwrap();
+        // An interrupted append left garbage past the committed record.
+        let committed = first[0].length;
+        let mut f = std::fs::OpenOptions::new()
+            .append(true)
+            .open(&path)
+            .unwrap();
+        std::io::Write::write_all(&mut f, b"torn record").unwrap();
+
+        let second = append(&path, committed, &[record(1, ranges())]).unwrap();
+
+        assert_eq!(second[0].offset, committed);
+        assert_eq!(
+            std::fs::metadata(&path).unwrap().len(),
+            committed + second[0].length
+        );
+        assert_eq!(read_record(&path, DISK, 1, &second[0]).unwrap().sequence, 1);
+        assert_eq!(read_record(&path, DISK, 0, &first[0]).unwrap().sequence, 0);
+    }
+
+    #[test]
+    fn a_catalog_length_that_disagrees_with_the_record_is_refused() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("d.rctj");
+        let mut e = append(&path, 0, &[record(0, ranges())]).unwrap().remove(0);
+        e.length -= 16;
+
+        assert!(matches!(
+            read_record(&path, DISK, 0, &e),
+            Err(JournalError::FieldMismatch {
+                field: "record length",
+                ..
+            })
+        ));
+    }
+}
