@@ -7,11 +7,14 @@ Steps (each asserted; the first failure exits 1 with a message):
   2. EnumerateInstances Msvm_ComputerSystem (the VMs named on the command
      line are there) and Msvm_VirtualSystemReferencePoint (both RPs are there,
      VirtualDiskIdentifiers[i] paired with ResilientChangeTrackingIdentifiers[i]);
+     IterEnumerateInstances (pull operations refused, pywbem falls back),
+     EnumerateInstanceNames, GetInstance with a PropertyList, CIM_ERR_NOT_FOUND
+     and CIM_ERR_INVALID_NAMESPACE as pywbem.CIMError;
   3. ExportReferencePoint(good RP, ExportDirectory, ExportSettingData = a
      hand-built CIM-XML string, as Hyper-V clients pass it) -> 4096 + Job REF;
      poll GetInstance(Job) until JobState is final -> 7 Completed;
-  4. follow Msvm_AffectedJobElement from the job with References and
-     Associators -> the exported reference point;
+  4. follow Msvm_AffectedJobElement from the job with References,
+     ReferenceNames, Associators and AssociatorNames -> the exported reference point;
   5. CreateReferencePoint (class-path target) on the good VM -> 0 with ResultingReferencePoint, or
      4096 and the job's Msvm_AffectedJobElement with ElementEffects 5;
   6. ExportReferencePoint(bad RP whose source was destroyed, settings as a
@@ -112,6 +115,29 @@ def main():
     rcts = list(good["ResilientChangeTrackingIdentifiers"] or [])
     check(disks and len(disks) == len(rcts), f"VirtualDiskIdentifiers {disks} vs RCT IDs {rcts}")
     check(good["VirtualSystemIdentifier"].upper() == good_vm["Name"].upper(), "RP of another VM")
+    # pywbem's pull-first iterator falls back on CIM_ERR_NOT_SUPPORTED.
+    iterated = list(conn.IterEnumerateInstances("Msvm_ComputerSystem"))
+    check(
+        sorted(vm["Name"] for vm in iterated) == sorted(vm["Name"] for vm in vms),
+        "IterEnumerateInstances differs from EnumerateInstances",
+    )
+    names = conn.EnumerateInstanceNames("Msvm_VirtualSystemReferencePoint")
+    check(len(names) == len(rps), f"{len(names)} names for {len(rps)} reference points")
+    narrow = conn.GetInstance(good.path, PropertyList=["InstanceID", "HasAssociatedData"])
+    check(
+        sorted(narrow.keys()) == ["HasAssociatedData", "InstanceID"],
+        f"PropertyList not honoured: {list(narrow.keys())}",
+    )
+    try:
+        conn.GetInstance(pywbem.CIMInstanceName("Msvm_ConcreteJob", {"InstanceID": "no-such-job"}))
+        fail("GetInstance of an unknown job succeeded")
+    except pywbem.CIMError as e:
+        check(e.status_code == pywbem.CIM_ERR_NOT_FOUND, f"unknown job: {e}")
+    try:
+        conn.EnumerateInstances("Msvm_ComputerSystem", namespace="root/cimv2")
+        fail("another namespace was served")
+    except pywbem.CIMError as e:
+        check(e.status_code == pywbem.CIM_ERR_INVALID_NAMESPACE, f"other namespace: {e}")
     services = conn.EnumerateInstanceNames("Msvm_VirtualSystemReferencePointService")
     check(len(services) == 1, f"reference point services: {services}")
     service = services[0]
@@ -140,6 +166,13 @@ def main():
 
     # 4. Msvm_AffectedJobElement from the job to the reference point.
     refs, assocs = follow_affected(conn, job_path)
+    ref_names = conn.ReferenceNames(job_path, ResultClass="Msvm_AffectedJobElement")
+    assoc_names = conn.AssociatorNames(job_path, AssocClass="Msvm_AffectedJobElement", Role="AffectingElement")
+    check(len(ref_names) == len(refs), f"ReferenceNames {ref_names} vs References {len(refs)}")
+    check(
+        sorted(str(n) for n in assoc_names) == sorted(str(x.path) for x in assocs),
+        f"AssociatorNames {assoc_names} vs Associators {[x.path for x in assocs]}",
+    )
     affected_ids = {instance_id(element_of(r)) for r in refs if "InstanceID" in element_of(r).keybindings}
     check(a.good_rp in affected_ids, f"export job does not affect {a.good_rp}: {affected_ids}")
     check(
