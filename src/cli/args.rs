@@ -37,6 +37,13 @@ pub enum Command {
         /// VM ElementName or GUID.
         vm: String,
     },
+    /// Destroy a snapshot (DestroySnapshot); its frozen layer is merged into its child when nothing else needs it.
+    SnapshotDestroy {
+        /// Snapshot InstanceID (`Microsoft:<GUID>`) or GUID.
+        id: String,
+    },
+    /// Changed byte ranges of a disk file since an RCT identifier (GetVirtualDiskChanges).
+    Changes(super::lifecycle::ChangesArgs),
     /// Reference points (Msvm_VirtualSystemReferencePoint).
     #[command(subcommand, alias = "reference-point")]
     Rp(RpCommand),
@@ -138,6 +145,16 @@ pub enum RpCommand {
     List {
         /// VM ElementName or GUID.
         vm: Option<String>,
+    },
+    /// Destroy a reference point (DestroyReferencePoint); frozen layers nothing else needs are merged away.
+    Destroy {
+        /// Reference point InstanceID or GUID.
+        id: String,
+    },
+    /// Merge a reference point's frozen layers away (RemoveAssociatedData); it stays usable as a base.
+    RemoveData {
+        /// Reference point InstanceID or GUID.
+        id: String,
     },
 }
 

@@ -6,6 +6,7 @@ mod bench;
 mod bench_differential;
 mod demo;
 mod jobs;
+mod lifecycle;
 mod restore;
 mod serve;
 mod wmi;
@@ -139,6 +140,8 @@ fn dispatch(cli: &Cli, out: &Output) -> Result<i32, RefpointError> {
                 },
             );
         }
+        Command::SnapshotDestroy { id } => lifecycle::destroy_snapshot(cli, out, id)?,
+        Command::Changes(args) => lifecycle::changes(cli, out, args)?,
         Command::Rp(cmd) => reference_points(cli, out, cmd)?,
         Command::Export(args) => return export(cli, out, args),
         Command::Verify { dir: Some(dir), .. } => return verify(out, dir),
@@ -261,6 +264,8 @@ fn reference_points(cli: &Cli, out: &Output, cmd: &RpCommand) -> Result<(), Refp
                 }
             });
         }
+        RpCommand::Destroy { id } => lifecycle::destroy_reference_point(out, &mut host, id)?,
+        RpCommand::RemoveData { id } => lifecycle::remove_associated_data(out, &mut host, id)?,
     }
     Ok(())
 }
