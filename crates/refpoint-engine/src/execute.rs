@@ -272,9 +272,9 @@ impl Written {
             outcome.blocks_unchanged += unchanged;
             if let Some(reason) = plan.fallback_reason() {
                 outcome.warnings.push(format!(
-                    "disk {}: change tracking was lost ({reason}); every block was compared with the base export's block digests and the {} that differ were exported",
+                    "disk {}: change tracking lost ({reason}); fell back to comparing every block with the base export's block digests: {} blocks differ and were exported",
                     plan.instance_id,
-                    plan.data_block_count().saturating_sub(unchanged)
+                    stored + zero
                 ));
             }
             outcome.disks.push(ExportedDisk {
