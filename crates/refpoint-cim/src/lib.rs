@@ -1,7 +1,8 @@
 //! CIM primitives for refpoint: typed CIM instances and their DSP0201 CIM-XML
 //! form, WMI object paths, DSP0004 datetimes and intervals, Hyper-V return
 //! code tables, `Msvm_Error`, and typed models of the Hyper-V classes refpoint
-//! uses.
+//! uses. [`xml`] also exposes its element tree and the readers/writers of
+//! CIM-XML object paths, for DSP0200 message codecs.
 //!
 //! Sources: DMTF DSP0004 (CIM infrastructure), DSP0201 (CIM-XML),
 //! Microsoft "Hyper-V WMI provider (V2)" class pages, summarised in
@@ -20,7 +21,7 @@ mod instance;
 mod msvm_error;
 mod path;
 mod value;
-mod xml;
+pub mod xml;
 
 pub use datetime::{CimDateTime, CimInterval, DateTimeError};
 pub use error::{CimError, CimErrorKind};

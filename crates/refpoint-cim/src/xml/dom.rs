@@ -1,4 +1,13 @@
-//! A minimal element tree built with quick-xml's event reader.
+//! A small element tree over quick-xml's event reader, for a CIM-XML
+//! `INSTANCE` document as well as a whole DSP0200 message
+//! (`CIM`/`MESSAGE`/`SIMPLEREQ`/`SIMPLERSP`).
+//!
+//! Entities are resolved (the five predefined ones and character
+//! references), CDATA is kept verbatim, whitespace-only text between elements
+//! is kept but ignored by [`Element::elements`], and nesting depth is bounded
+//! by [`MAX_DEPTH`]. Each element keeps its byte span in the source text, so
+//! a caller can hand one element's text (an `INSTANCE` inside a message) to
+//! [`Instance::from_xml`](crate::Instance::from_xml).
 
 use quick_xml::Reader;
 use quick_xml::events::{BytesStart, Event};
@@ -6,32 +15,50 @@ use quick_xml::events::{BytesStart, Event};
 use super::XmlError;
 use crate::error::CimError;
 
-/// Maximum element nesting accepted (the DTD needs about 10 for a reference
-/// key inside a reference key; this bounds memory and recursion on hostile input).
-pub(crate) const MAX_DEPTH: usize = 64;
+/// Maximum element nesting accepted. A reference key inside a reference key
+/// inside a method parameter needs about 15; the bound keeps memory and
+/// recursion finite on hostile input.
+pub const MAX_DEPTH: usize = 64;
 
-/// One element: name, attributes in document order, children, byte offset.
-#[derive(Debug, Clone)]
-pub(crate) struct Element {
+/// One element: name, attributes in document order, children, byte span.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Element {
+    /// Element name as written (DSP0201 names are upper case).
     pub name: String,
+    /// Attributes `(name, value)` in document order, values normalised and
+    /// with references resolved.
     pub attrs: Vec<(String, String)>,
+    /// Content in document order.
     pub children: Vec<Node>,
-    pub offset: u64,
+    /// Byte offset of the `<` of the start tag in the parsed text.
+    pub start: usize,
+    /// Byte offset just past the end tag (or the empty-element tag).
+    pub end: usize,
 }
 
 /// Element content.
-#[derive(Debug, Clone)]
-pub(crate) enum Node {
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Node {
+    /// A child element.
     Element(Element),
-    /// Text (entities resolved; CDATA included verbatim).
+    /// Text with entities resolved; CDATA verbatim; adjacent pieces joined.
     Text(String),
 }
 
+fn offset_u64(offset: usize) -> u64 {
+    u64::try_from(offset).unwrap_or(u64::MAX)
+}
+
+fn offset_usize(offset: u64) -> usize {
+    usize::try_from(offset).unwrap_or(usize::MAX)
+}
+
 impl Element {
-    /// An error for this element.
+    /// `source` located at this element: [`CimError::Xml`] with the byte
+    /// offset of its start tag.
     pub fn err(&self, source: XmlError) -> CimError {
         CimError::Xml {
-            offset: self.offset,
+            offset: offset_u64(self.start),
             source,
         }
     }
@@ -45,6 +72,9 @@ impl Element {
     }
 
     /// Required attribute `name`.
+    ///
+    /// # Errors
+    /// [`XmlError::MissingAttribute`] naming element and attribute.
     pub fn required(&self, name: &'static str) -> Result<&str, CimError> {
         self.attr(name).ok_or_else(|| {
             self.err(XmlError::MissingAttribute {
@@ -54,46 +84,77 @@ impl Element {
         })
     }
 
-    /// Child elements; non-whitespace text is an error.
-    pub fn elements(&self) -> Result<impl Iterator<Item = &Element>, CimError> {
+    /// Child elements in document order.
+    ///
+    /// # Errors
+    /// [`XmlError::UnexpectedText`] when non-whitespace text stands between them.
+    pub fn elements(&self) -> Result<Vec<&Element>, CimError> {
+        let mut out = Vec::new();
         for n in &self.children {
-            if let Node::Text(t) = n
-                && !t.trim().is_empty()
-            {
-                return Err(self.err(XmlError::UnexpectedText {
-                    element: self.name.clone(),
-                }));
+            match n {
+                Node::Element(e) => out.push(e),
+                Node::Text(t) if t.trim().is_empty() => {}
+                Node::Text(_) => {
+                    return Err(self.err(XmlError::UnexpectedText {
+                        element: self.name.clone(),
+                    }));
+                }
             }
         }
-        Ok(self.children.iter().filter_map(|n| match n {
-            Node::Element(e) => Some(e),
-            Node::Text(_) => None,
-        }))
+        Ok(out)
     }
 
-    /// Concatenated text; child elements are an error.
+    /// The only child element, which must be named `name`.
+    ///
+    /// # Errors
+    /// [`XmlError::MissingElement`] when there is none,
+    /// [`XmlError::UnexpectedElement`] for another or a second element,
+    /// [`XmlError::UnexpectedText`] for text.
+    pub fn only_child(&self, name: &'static str) -> Result<&Element, CimError> {
+        match self.elements()?.as_slice() {
+            [one] if one.name == name => Ok(one),
+            [] => Err(self.missing(name)),
+            [one] => Err(self.unexpected(one)),
+            [_, extra, ..] => Err(self.unexpected(extra)),
+        }
+    }
+
+    /// Concatenated text content.
+    ///
+    /// # Errors
+    /// [`XmlError::UnexpectedElement`] for a child element.
     pub fn text(&self) -> Result<String, CimError> {
         let mut s = String::new();
         for n in &self.children {
             match n {
                 Node::Text(t) => s.push_str(t),
-                Node::Element(e) => {
-                    return Err(e.err(XmlError::UnexpectedElement {
-                        element: e.name.clone(),
-                        parent: self.name.clone(),
-                    }));
-                }
+                Node::Element(e) => return Err(self.unexpected(e)),
             }
         }
         Ok(s)
     }
 
-    /// An "element X not allowed here" error for child `child`.
+    /// [`XmlError::UnexpectedElement`] for `child` in this element, located at `child`.
     pub fn unexpected(&self, child: &Element) -> CimError {
         child.err(XmlError::UnexpectedElement {
             element: child.name.clone(),
             parent: self.name.clone(),
         })
+    }
+
+    /// [`XmlError::MissingElement`]: this element lacks a `child`.
+    pub fn missing(&self, child: &'static str) -> CimError {
+        self.err(XmlError::MissingElement {
+            element: self.name.clone(),
+            child,
+        })
+    }
+
+    /// The element's source text, start tag to end tag, out of `text` (the
+    /// document this element was parsed from); `None` when `text` is
+    /// another, shorter document.
+    pub fn source<'a>(&self, text: &'a str) -> Option<&'a str> {
+        text.get(self.start..self.end)
     }
 }
 
@@ -104,19 +165,24 @@ fn syntax(offset: u64, e: impl std::fmt::Display) -> CimError {
     }
 }
 
-fn start(reader: &Reader<&[u8]>, e: &BytesStart<'_>, offset: u64) -> Result<Element, CimError> {
+fn start_element(
+    reader: &Reader<&[u8]>,
+    e: &BytesStart<'_>,
+    start: usize,
+) -> Result<Element, CimError> {
     let name = e.name().as_ref().to_owned();
+    let at = offset_u64(start);
     let mut attrs: Vec<(String, String)> = Vec::new();
     for a in e.attributes() {
         let a = a.map_err(|err| syntax(reader.buffer_position(), err))?;
         let key = a.key.as_ref().to_owned();
         let value = a
             .normalized_value(quick_xml::XmlVersion::Implicit1_0)
-            .map_err(|err| syntax(offset, err))?
+            .map_err(|err| syntax(at, err))?
             .into_owned();
         if attrs.iter().any(|(k, _)| *k == key) {
             return Err(CimError::Xml {
-                offset,
+                offset: at,
                 source: XmlError::DuplicateAttribute {
                     element: name,
                     attribute: key,
@@ -129,11 +195,12 @@ fn start(reader: &Reader<&[u8]>, e: &BytesStart<'_>, offset: u64) -> Result<Elem
         name,
         attrs,
         children: Vec::new(),
-        offset,
+        start,
+        end: start,
     })
 }
 
-fn resolve_entity(name: &str) -> Option<char> {
+fn predefined_entity(name: &str) -> Option<char> {
     match name {
         "lt" => Some('<'),
         "gt" => Some('>'),
@@ -144,11 +211,24 @@ fn resolve_entity(name: &str) -> Option<char> {
     }
 }
 
+fn attach(stack: &mut [Element], root: &mut Option<Element>, el: Element) {
+    match stack.last_mut() {
+        Some(parent) => parent.children.push(Node::Element(el)),
+        None => *root = Some(el),
+    }
+}
+
 /// Parses `text` into its single root element.
 ///
 /// # Errors
-/// [`CimError::Xml`] with the byte offset for any well-formedness problem.
-pub(crate) fn parse(text: &str) -> Result<Element, CimError> {
+/// [`CimError::Xml`] with the byte offset for any well-formedness problem:
+/// [`XmlError::Syntax`] (unclosed or mismatched tags, bad attribute syntax),
+/// [`XmlError::Entity`], [`XmlError::DuplicateAttribute`],
+/// [`XmlError::TrailingContent`] (a second root or text after it),
+/// [`XmlError::TextOutsideRoot`], [`XmlError::Unclosed`],
+/// [`XmlError::TooDeep`] (nesting deeper than [`MAX_DEPTH`]),
+/// [`XmlError::NoElement`].
+pub fn parse(text: &str) -> Result<Element, CimError> {
     let mut reader = Reader::from_str(text);
     reader.config_mut().check_end_names = true;
     let mut stack: Vec<Element> = Vec::new();
@@ -160,8 +240,7 @@ pub(crate) fn parse(text: &str) -> Result<Element, CimError> {
             .read_event()
             .map_err(|e| syntax(reader.error_position(), e))?;
         match event {
-            Event::Start(e) | Event::Empty(e) if root.is_some() => {
-                let _ = e;
+            Event::Start(_) | Event::Empty(_) if root.is_some() => {
                 return Err(CimError::Xml {
                     offset,
                     source: XmlError::TrailingContent,
@@ -174,23 +253,19 @@ pub(crate) fn parse(text: &str) -> Result<Element, CimError> {
                         source: XmlError::TooDeep { max: MAX_DEPTH },
                     });
                 }
-                stack.push(start(&reader, &e, offset)?);
+                stack.push(start_element(&reader, &e, offset_usize(offset))?);
             }
             Event::Empty(e) => {
-                let el = start(&reader, &e, offset)?;
-                match stack.last_mut() {
-                    Some(parent) => parent.children.push(Node::Element(el)),
-                    None => root = Some(el),
-                }
+                let mut el = start_element(&reader, &e, offset_usize(offset))?;
+                el.end = offset_usize(reader.buffer_position());
+                attach(&mut stack, &mut root, el);
             }
             Event::End(_) => {
-                let Some(el) = stack.pop() else {
+                let Some(mut el) = stack.pop() else {
                     return Err(syntax(offset, "end tag without start tag"));
                 };
-                match stack.last_mut() {
-                    Some(parent) => parent.children.push(Node::Element(el)),
-                    None => root = Some(el),
-                }
+                el.end = offset_usize(reader.buffer_position());
+                attach(&mut stack, &mut root, el);
             }
             Event::Text(t) => {
                 let content = t.xml10_content();
@@ -202,17 +277,15 @@ pub(crate) fn parse(text: &str) -> Result<Element, CimError> {
             }
             Event::GeneralRef(r) => {
                 let ch = match r.resolve_char_ref() {
-                    Ok(Some(c)) => c,
-                    Ok(None) => resolve_entity(&r).ok_or_else(|| CimError::Xml {
+                    Ok(Some(c)) => Some(c),
+                    Ok(None) => predefined_entity(&r),
+                    Err(_) => None,
+                };
+                let Some(ch) = ch else {
+                    return Err(CimError::Xml {
                         offset,
                         source: XmlError::Entity(r.to_string()),
-                    })?,
-                    Err(_) => {
-                        return Err(CimError::Xml {
-                            offset,
-                            source: XmlError::Entity(r.to_string()),
-                        });
-                    }
+                    });
                 };
                 push_text(
                     &mut stack,
@@ -260,10 +333,60 @@ fn push_text(
             source: if after_root {
                 XmlError::TrailingContent
             } else {
-                XmlError::UnexpectedText {
-                    element: "document".to_owned(),
-                }
+                XmlError::TextOutsideRoot
             },
         }),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn rule(text: &str) -> XmlError {
+        match parse(text) {
+            Err(CimError::Xml { source, .. }) => source,
+            other => panic!("expected an XML error, got {other:?}"),
+        }
+    }
+
+    #[test]
+    fn spans_cover_start_tag_to_end_tag() {
+        let text = r#"<A><B X="1">t</B><C/></A>"#;
+
+        let root = parse(text).expect("parse");
+        let children = root.elements().expect("elements");
+
+        assert_eq!(root.source(text), Some(text));
+        assert_eq!(
+            children.iter().map(|e| e.source(text)).collect::<Vec<_>>(),
+            vec![Some(r#"<B X="1">t</B>"#), Some("<C/>")]
+        );
+    }
+
+    #[test]
+    fn text_before_the_root_is_text_outside_root() {
+        assert_eq!(rule("junk<A/>"), XmlError::TextOutsideRoot);
+    }
+
+    #[test]
+    fn only_child_names_the_missing_or_unexpected_element() {
+        let empty = parse("<A/>").expect("parse");
+        let other = parse("<A><C/></A>").expect("parse");
+
+        assert_eq!(
+            empty.only_child("B"),
+            Err(empty.err(XmlError::MissingElement {
+                element: "A".into(),
+                child: "B"
+            }))
+        );
+        assert!(matches!(
+            other.only_child("B"),
+            Err(CimError::Xml {
+                offset: 3,
+                source: XmlError::UnexpectedElement { .. }
+            })
+        ));
     }
 }

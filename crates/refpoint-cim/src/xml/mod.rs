@@ -1,18 +1,43 @@
-//! DSP0201 CIM-XML for instances: reading (minimal form and the verbose WMI
-//! `GetText_(1)`/`GetText_(2)` form) and writing (minimal form).
+//! DSP0201 CIM-XML: instances, object paths, and the element tree both are
+//! read from.
 //!
-//! Reading is two steps: [`dom`] turns text into a small element tree with
-//! quick-xml's event reader (entities resolved, whitespace-only text between
-//! elements dropped, depth bounded), then [`read`] maps the tree onto
-//! [`Instance`](crate::Instance) with the DTD's content rules and the declared
-//! CIM types. [`write`] produces the minimal form.
+//! Reading is two steps: [`parse`] turns text into a small element tree
+//! ([`Element`], [`Node`]) with quick-xml's event reader (entities resolved,
+//! whitespace-only text between elements ignored, depth bounded, byte spans
+//! kept); then [`Instance::from_xml`] maps an `INSTANCE` onto [`Instance`]
+//! with the DTD's content rules and the declared CIM types, and the `read_*`
+//! functions map the naming elements (`INSTANCENAME`, `VALUE.REFERENCE`,
+//! `INSTANCEPATH`, …) onto [`ObjectPath`](crate::ObjectPath). Writing is the
+//! minimal form: [`Instance::to_xml`], the `write_*` functions for paths, and
+//! [`escape_into`]/[`attr`] for text and attributes.
+//!
+//! The tree and the path readers/writers are public so that a DSP0200
+//! message codec (refpoint's host service and its client) reads and writes
+//! the same elements with the same rules; message-level elements (`CIM`,
+//! `MESSAGE`, `SIMPLEREQ`, `IMETHODCALL`, …) are that codec's business.
+//!
+//! Errors are [`CimError::Xml`] with the byte offset of the offending
+//! element and the [`XmlError`] rule, except path text that does not parse
+//! ([`CimError::Path`]) and values that do not parse as their declared type
+//! ([`CimError::BadValue`]).
 
-pub(crate) mod dom;
-pub(crate) mod read;
-pub(crate) mod write;
+mod dom;
+mod escape;
+mod names;
+mod read;
+mod write;
+
+pub use dom::{Element, MAX_DEPTH, Node, parse};
+pub use escape::{attr, escape_into};
+pub use names::{
+    read_class_name, read_class_path, read_instance_name, read_instance_path,
+    read_local_class_path, read_local_instance_path, read_local_namespace, read_namespace_path,
+    read_object_path, read_reference, write_class_name, write_instance_name, write_instance_path,
+    write_local_class_path, write_local_instance_path, write_local_namespace, write_reference,
+};
 
 /// A CIM-XML document rule that was broken. The byte offset is carried by
-/// [`CimError::Xml`](crate::CimError::Xml).
+/// [`CimError::Xml`].
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
 pub enum XmlError {
     /// Not well-formed XML (quick-xml's diagnosis).
@@ -107,6 +132,55 @@ pub enum XmlError {
         /// The text found.
         found: String,
     },
+    /// Non-whitespace text before the root element.
+    #[error("text outside the root element")]
+    TextOutsideRoot,
+    /// A naming element was expected and another one found (e.g. a
+    /// `CLASSNAME` where an `INSTANCENAME` is required).
+    #[error("expected {expected}, found {found}")]
+    WrongElement {
+        /// The element required.
+        expected: &'static str,
+        /// The element found.
+        found: String,
+    },
+    /// An attribute that must not be empty is empty (`CLASSNAME NAME=""`).
+    #[error("element {element} has an empty {attribute}")]
+    EmptyAttribute {
+        /// The element.
+        element: String,
+        /// The attribute.
+        attribute: &'static str,
+    },
+    /// Two `KEYBINDING`s of one `INSTANCENAME` name the same key (names
+    /// compare case-insensitively, as in object path text).
+    #[error("key {key} is bound twice")]
+    DuplicateKey {
+        /// The key name of the second binding.
+        key: String,
+    },
+}
+
+impl XmlError {
+    /// True for the rules of XML itself rather than of DSP0201's content
+    /// model: not well-formed text, an unknown entity, a repeated
+    /// attribute, no or more than one root, text outside the root, an
+    /// unclosed element, and nesting beyond [`MAX_DEPTH`] (a parser limit
+    /// reported with them). A DSP0200 service answers these with
+    /// `request-not-well-formed`, the others with `request-not-valid`.
+    pub fn is_well_formedness(&self) -> bool {
+        matches!(
+            self,
+            XmlError::Syntax(_)
+                | XmlError::Entity(_)
+                | XmlError::NoElement
+                | XmlError::TrailingContent
+                | XmlError::TextOutsideRoot
+                | XmlError::Unclosed { .. }
+                | XmlError::TooDeep { .. }
+                | XmlError::DuplicateAttribute { .. }
+        )
+    }
 }
 
 use crate::error::CimError;
@@ -114,7 +188,10 @@ use crate::instance::Instance;
 
 impl Instance {
     /// The instance as minimal DSP0201 CIM-XML (`<INSTANCE CLASSNAME=…>…</INSTANCE>`,
-    /// no declaration); see [`write`] for the exact shape.
+    /// no declaration): no whitespace between elements, NULL as an element
+    /// without `VALUE`, booleans `TRUE`/`FALSE`, embedded instances as
+    /// escaped text with an `EmbeddedInstance` qualifier, C0 controls as
+    /// character references.
     pub fn to_xml(&self) -> String {
         write::instance(self)
     }
@@ -142,7 +219,7 @@ impl Instance {
     pub fn from_xml(text: &str) -> Result<Instance, CimError> {
         // A byte-order mark survives decoding of UTF-16 text (PowerShell, CimSerializer).
         let text = text.strip_prefix('\u{feff}').unwrap_or(text);
-        let root = dom::parse(text)?;
+        let root = parse(text)?;
         read::instance(&root)
     }
 }

@@ -2,9 +2,9 @@
 
 use super::XmlError;
 use super::dom::Element;
+use super::names::read_reference;
 use crate::error::CimError;
 use crate::instance::{EMBEDDED_INSTANCE_QUALIFIERS, Instance, Property, Qualifier};
-use crate::path::ObjectPath;
 use crate::value::{CimType, CimValue, PropertyValue};
 
 /// Attributes mapped onto `Property` fields; everything else is kept in `extra_attributes`.
@@ -98,7 +98,7 @@ fn property(class: &str, el: &Element) -> Result<Property, CimError> {
             p.value = match child.name.as_str() {
                 "VALUE" => PropertyValue::Scalar(scalar(class, &name, cim_type, child)?),
                 "VALUE.ARRAY" => PropertyValue::Array(array(class, &name, cim_type, child)?),
-                _ => PropertyValue::Scalar(CimValue::Reference(reference(child)?)),
+                _ => PropertyValue::Scalar(CimValue::Reference(read_reference(child)?)),
             };
         } else {
             return Err(el.unexpected(child));
@@ -140,6 +140,7 @@ fn array(
     el: &Element,
 ) -> Result<Vec<Option<CimValue>>, CimError> {
     el.elements()?
+        .into_iter()
         .map(|item| match item.name.as_str() {
             "VALUE" => scalar(class, property, cim_type, item).map(Some),
             "VALUE.NULL" => Ok(None),
@@ -174,131 +175,4 @@ fn qualifier(el: &Element) -> Result<Qualifier, CimError> {
         value,
         attributes,
     })
-}
-
-/// `VALUE.REFERENCE` → object path. Also accepts a path written as text.
-pub(crate) fn reference(el: &Element) -> Result<ObjectPath, CimError> {
-    let mut children = el.children.iter().filter_map(|n| match n {
-        super::dom::Node::Element(e) => Some(e),
-        super::dom::Node::Text(_) => None,
-    });
-    let Some(inner) = children.next() else {
-        let text = el.text()?;
-        let text = text.trim();
-        return text.parse().map_err(|e| CimError::path(text, None, e));
-    };
-    if let Some(extra) = children.next() {
-        return Err(el.unexpected(extra));
-    }
-    // Rejects stray text next to the element.
-    let _ = el.elements()?.count();
-    match inner.name.as_str() {
-        "INSTANCEPATH" => {
-            let mut host = None;
-            let mut namespace = None;
-            let mut name = None;
-            for c in inner.elements()? {
-                match c.name.as_str() {
-                    "NAMESPACEPATH" if host.is_none() => {
-                        let (h, ns) = namespace_path(c)?;
-                        host = Some(h);
-                        namespace = Some(ns);
-                    }
-                    "INSTANCENAME" if name.is_none() && host.is_some() => {
-                        name = Some(instance_name(c)?)
-                    }
-                    _ => return Err(inner.unexpected(c)),
-                }
-            }
-            let mut path = name.ok_or_else(|| missing(inner, "INSTANCENAME"))?;
-            path.server = host;
-            path.namespace = namespace;
-            Ok(path)
-        }
-        "LOCALINSTANCEPATH" => {
-            let mut namespace = None;
-            let mut name = None;
-            for c in inner.elements()? {
-                match c.name.as_str() {
-                    "LOCALNAMESPACEPATH" if namespace.is_none() => {
-                        namespace = Some(local_namespace(c)?)
-                    }
-                    "INSTANCENAME" if name.is_none() && namespace.is_some() => {
-                        name = Some(instance_name(c)?)
-                    }
-                    _ => return Err(inner.unexpected(c)),
-                }
-            }
-            let mut path = name.ok_or_else(|| missing(inner, "INSTANCENAME"))?;
-            path.namespace = namespace;
-            Ok(path)
-        }
-        "INSTANCENAME" => instance_name(inner),
-        _ => Err(el.unexpected(inner)),
-    }
-}
-
-fn missing(el: &Element, child: &'static str) -> CimError {
-    el.err(XmlError::MissingElement {
-        element: el.name.clone(),
-        child,
-    })
-}
-
-fn namespace_path(el: &Element) -> Result<(String, String), CimError> {
-    let mut host = None;
-    let mut ns = None;
-    for c in el.elements()? {
-        match c.name.as_str() {
-            "HOST" if host.is_none() => host = Some(c.text()?.trim().to_owned()),
-            "LOCALNAMESPACEPATH" if ns.is_none() && host.is_some() => {
-                ns = Some(local_namespace(c)?)
-            }
-            _ => return Err(el.unexpected(c)),
-        }
-    }
-    Ok((
-        host.ok_or_else(|| missing(el, "HOST"))?,
-        ns.ok_or_else(|| missing(el, "LOCALNAMESPACEPATH"))?,
-    ))
-}
-
-fn local_namespace(el: &Element) -> Result<String, CimError> {
-    let mut parts = Vec::new();
-    for c in el.elements()? {
-        if c.name != "NAMESPACE" {
-            return Err(el.unexpected(c));
-        }
-        parts.push(c.required("NAME")?.to_owned());
-    }
-    if parts.is_empty() {
-        return Err(missing(el, "NAMESPACE"));
-    }
-    Ok(parts.join("\\"))
-}
-
-fn instance_name(el: &Element) -> Result<ObjectPath, CimError> {
-    let mut path = ObjectPath::new(el.required("CLASSNAME")?);
-    for c in el.elements()? {
-        match c.name.as_str() {
-            "KEYBINDING" => {
-                let name = c.required("NAME")?.to_owned();
-                let mut value = None;
-                for v in c.elements()? {
-                    if value.is_some() {
-                        return Err(c.unexpected(v));
-                    }
-                    value = Some(match v.name.as_str() {
-                        "KEYVALUE" => v.text()?,
-                        "VALUE.REFERENCE" => reference(v)?.to_string(),
-                        _ => return Err(c.unexpected(v)),
-                    });
-                }
-                let value = value.ok_or_else(|| missing(c, "KEYVALUE"))?;
-                path.keys.push((name, value));
-            }
-            _ => return Err(el.unexpected(c)),
-        }
-    }
-    Ok(path)
 }

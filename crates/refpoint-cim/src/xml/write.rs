@@ -13,35 +13,10 @@
 //! at all (the reader rejects `&#0;`). Text meant for other tools, such as
 //! [`MsvmError`](crate::MsvmError) messages, replaces them with visible `\xNN`.
 
-use std::fmt::Write as _;
-
+use super::escape::{attr, escape_into};
+use super::names::write_reference;
 use crate::instance::{EMBEDDED_INSTANCE_QUALIFIERS, Instance, Property, Qualifier};
-use crate::path::ObjectPath;
 use crate::value::{CimType, CimValue, PropertyValue};
-
-fn escape_into(out: &mut String, text: &str, attribute: bool) {
-    for c in text.chars() {
-        match c {
-            '&' => out.push_str("&amp;"),
-            '<' => out.push_str("&lt;"),
-            '>' => out.push_str("&gt;"),
-            '"' if attribute => out.push_str("&quot;"),
-            '\n' | '\t' if !attribute => out.push(c),
-            c if u32::from(c) < 0x20 => {
-                let _ = write!(out, "&#{};", u32::from(c));
-            }
-            c => out.push(c),
-        }
-    }
-}
-
-fn attr(out: &mut String, name: &str, value: &str) {
-    out.push(' ');
-    out.push_str(name);
-    out.push_str("=\"");
-    escape_into(out, value, true);
-    out.push('"');
-}
 
 /// Serialises `inst` in the minimal form described in the module docs.
 pub(crate) fn instance(inst: &Instance) -> String {
@@ -141,7 +116,7 @@ fn value(out: &mut String, v: &PropertyValue) {
 
 fn scalar(out: &mut String, v: &CimValue) {
     if let CimValue::Reference(p) = v {
-        reference(out, p);
+        write_reference(out, p);
         return;
     }
     out.push_str("<VALUE>");
@@ -165,53 +140,4 @@ fn array(out: &mut String, items: &[Option<CimValue>]) {
         }
     }
     out.push_str("</VALUE.ARRAY>");
-}
-
-/// `VALUE.REFERENCE` with `INSTANCEPATH` (server and namespace known),
-/// `LOCALINSTANCEPATH` (namespace only) or `INSTANCENAME`.
-pub(crate) fn reference(out: &mut String, p: &ObjectPath) {
-    out.push_str("<VALUE.REFERENCE>");
-    match (&p.server, &p.namespace) {
-        (Some(host), Some(ns)) => {
-            out.push_str("<INSTANCEPATH><NAMESPACEPATH><HOST>");
-            escape_into(out, host, false);
-            out.push_str("</HOST>");
-            local_namespace(out, ns);
-            out.push_str("</NAMESPACEPATH>");
-            instance_name(out, p);
-            out.push_str("</INSTANCEPATH>");
-        }
-        (None, Some(ns)) => {
-            out.push_str("<LOCALINSTANCEPATH>");
-            local_namespace(out, ns);
-            instance_name(out, p);
-            out.push_str("</LOCALINSTANCEPATH>");
-        }
-        _ => instance_name(out, p),
-    }
-    out.push_str("</VALUE.REFERENCE>");
-}
-
-fn local_namespace(out: &mut String, ns: &str) {
-    out.push_str("<LOCALNAMESPACEPATH>");
-    for part in ns.split('\\').filter(|s| !s.is_empty()) {
-        out.push_str("<NAMESPACE");
-        attr(out, "NAME", part);
-        out.push_str("/>");
-    }
-    out.push_str("</LOCALNAMESPACEPATH>");
-}
-
-fn instance_name(out: &mut String, p: &ObjectPath) {
-    out.push_str("<INSTANCENAME");
-    attr(out, "CLASSNAME", &p.class_name);
-    out.push('>');
-    for (k, v) in &p.keys {
-        out.push_str("<KEYBINDING");
-        attr(out, "NAME", k);
-        out.push_str("><KEYVALUE VALUETYPE=\"string\">");
-        escape_into(out, v, false);
-        out.push_str("</KEYVALUE></KEYBINDING>");
-    }
-    out.push_str("</INSTANCENAME>");
 }
