@@ -22,15 +22,17 @@ use hyper_util::rt::TokioIo;
 
 pub use json::instance_to_json;
 pub use ops::{
-    FINISHED_JOB_STATES, find_singleton, job_state, resolve_reference_point_path, wait_for_job,
+    FINISHED_JOB_STATES, JOB_POLL_INTERVAL, find_singleton, job_state,
+    resolve_reference_point_path, wait_for_job,
 };
 
 use crate::serve::message::MessageError;
 use crate::serve::message::request::{IntrinsicOp, encode_intrinsic, encode_method_call};
 use crate::serve::message::response::{IReturnValue, ResponseBody, parse_response};
-use crate::serve::operations::{CimOpError, MethodOutput, ParamValue, ServedOperations};
+use crate::serve::operations::{CimOpError, MethodOutput, ParamValue};
 use crate::serve::socket_path;
 use crate::service::NAMESPACE;
+use crate::wmi::CimOperations;
 use refpoint_cim::{Instance, ObjectPath};
 
 /// Upper bound of one operation, connection to last response byte.
@@ -422,8 +424,10 @@ fn as_op_error(e: ClientError) -> CimOpError {
     }
 }
 
-/// The service's full operation surface, remotely.
-impl ServedOperations for ServiceClient {
+/// The full operation surface, remotely: `refpoint wmi` and `refpoint jobs`
+/// run their command logic unchanged against a service. Transport failures
+/// are `CIM_ERR_FAILED` naming the socket; the service's own `ERROR`s are kept.
+impl CimOperations for ServiceClient {
     fn invoke_method(
         &self,
         target: &ObjectPath,
@@ -470,38 +474,6 @@ impl ServedOperations for ServiceClient {
     ) -> Result<Vec<(ObjectPath, Instance)>, CimOpError> {
         self.references_of(path, result_class, role)
             .map_err(as_op_error)
-    }
-}
-
-/// The CLI's operation surface, remotely: `refpoint wmi` and `refpoint
-/// jobs` run their command logic unchanged against a service.
-impl crate::wmi::CimOperations for ServiceClient {
-    fn invoke_method(
-        &self,
-        target: &ObjectPath,
-        method: &str,
-        params: &[(String, ParamValue)],
-    ) -> Result<MethodOutput, CimOpError> {
-        ServedOperations::invoke_method(self, target, method, params)
-    }
-
-    fn enumerate_instances(&self, class: &str) -> Result<Vec<(ObjectPath, Instance)>, CimOpError> {
-        ServedOperations::enumerate_instances(self, class)
-    }
-
-    fn get_instance(&self, path: &ObjectPath) -> Result<Instance, CimOpError> {
-        ServedOperations::get_instance(self, path)
-    }
-
-    fn associators(
-        &self,
-        path: &ObjectPath,
-        assoc_class: Option<&str>,
-        result_class: Option<&str>,
-        role: Option<&str>,
-        result_role: Option<&str>,
-    ) -> Result<Vec<(ObjectPath, Instance)>, CimOpError> {
-        ServedOperations::associators(self, path, assoc_class, result_class, role, result_role)
     }
 }
 

@@ -1,16 +1,16 @@
-//! Runs a decoded [`Request`] against a [`ServedOperations`] implementation and
+//! Runs a decoded [`Request`] against a [`CimOperations`] implementation and
 //! encodes the response body: namespace check (`CIM_ERR_INVALID_NAMESPACE`
 //! for anything but `root/virtualization/v2`), operation, instance shaping
 //! (`PropertyList`, `IncludeQualifiers`, `IncludeClassOrigin`).
 
 use refpoint_cim::Instance;
 
-use super::message::names::normalize_namespace;
+use super::message::normalize_namespace;
 use super::message::request::{Call, InstanceOptions, IntrinsicOp, Request};
 use super::message::response::{
     IReturnValue, Location, encode_intrinsic_response, encode_method_response,
 };
-use super::operations::{CimOpError, ServedOperations, status};
+use super::operations::{CimOpError, CimOperations, status};
 use crate::service::NAMESPACE;
 
 /// Applies the instance options of DSP0200 to one returned instance:
@@ -53,7 +53,7 @@ fn check_namespace(ns: &str) -> Result<(), CimOpError> {
     }
 }
 
-fn run_intrinsic(ops: &dyn ServedOperations, op: &IntrinsicOp) -> Result<IReturnValue, CimOpError> {
+fn run_intrinsic(ops: &dyn CimOperations, op: &IntrinsicOp) -> Result<IReturnValue, CimOpError> {
     let shape_all = |items: Vec<(refpoint_cim::ObjectPath, Instance)>, o: &InstanceOptions| {
         items
             .into_iter()
@@ -131,7 +131,7 @@ fn run_intrinsic(ops: &dyn ServedOperations, op: &IntrinsicOp) -> Result<IReturn
 
 /// Runs `request` and returns the CIM-XML response body (always a
 /// `SIMPLERSP`; failures are `ERROR` elements inside it).
-pub fn dispatch(ops: &dyn ServedOperations, request: &Request, location: &Location) -> String {
+pub fn dispatch(ops: &dyn CimOperations, request: &Request, location: &Location) -> String {
     match &request.call {
         Call::Intrinsic { namespace, op } => {
             let result = check_namespace(namespace)
@@ -184,7 +184,7 @@ pub(crate) mod tests {
         inst
     }
 
-    impl ServedOperations for FakeOps {
+    impl CimOperations for FakeOps {
         fn invoke_method(
             &self,
             target: &ObjectPath,

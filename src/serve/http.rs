@@ -36,10 +36,10 @@ use hyper::{Method, Request, Response, StatusCode};
 
 use super::dispatch::dispatch;
 use super::message::MessageError;
-use super::message::names::normalize_namespace;
+use super::message::normalize_namespace;
 use super::message::request::{Call, parse_request};
 use super::message::response::Location;
-use super::operations::ServedOperations;
+use super::operations::CimOperations;
 
 /// Largest request body accepted (bytes).
 pub const MAX_BODY_BYTES: usize = 16 << 20;
@@ -121,7 +121,7 @@ pub enum Transport {
 /// Everything a request handler needs.
 pub struct ServiceState {
     /// The operations served.
-    pub ops: Arc<dyn ServedOperations>,
+    pub ops: Arc<dyn CimOperations>,
     /// Host and namespace of paths in responses.
     pub location: Location,
     /// Credentials required on TCP.

@@ -25,7 +25,7 @@
 //! removes the socket, releases the host and returns (exit 0).
 //!
 //! Modules: [`message`] (the CIM-XML codec shared with the client),
-//! [`dispatch`] (operations against a [`ServedOperations`]), [`http`] (headers,
+//! [`dispatch`] (operations against a [`CimOperations`]), [`http`] (headers,
 //! authentication, status codes), [`operations`] (the provider surface).
 
 pub mod dispatch;
@@ -46,7 +46,7 @@ use tokio::sync::watch;
 
 pub use http::{Credentials, Transport};
 pub use message::response::Location;
-pub use operations::{CimOpError, MethodOutput, ParamValue, ServedOperations};
+pub use operations::{CimOpError, CimOperations, MethodOutput, ParamValue};
 
 use crate::error::RefpointError;
 use crate::service::{NAMESPACE, Refpoint};
@@ -394,7 +394,7 @@ impl Signals {
 /// (32777 if another process holds it) or a listener cannot be bound.
 pub fn run(
     opts: &ServeOptions,
-    make_ops: impl FnOnce(Arc<Refpoint>) -> Arc<dyn ServedOperations>,
+    make_ops: impl FnOnce(Arc<Refpoint>) -> Arc<dyn CimOperations>,
     ready: impl FnOnce(&ServeInfo),
 ) -> Result<ServeSummary, ServeError> {
     check_options(opts)?;
@@ -408,7 +408,7 @@ pub fn run(
 fn serve(
     opts: &ServeOptions,
     rp: &Arc<Refpoint>,
-    ops: Arc<dyn ServedOperations>,
+    ops: Arc<dyn CimOperations>,
     unix: std::os::unix::net::UnixListener,
     socket: &Path,
     ready: impl FnOnce(&ServeInfo),

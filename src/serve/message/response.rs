@@ -12,12 +12,11 @@
 //! * a failure is `<ERROR CODE="n" DESCRIPTION="…"/>` in place of the result,
 //!   inside an HTTP 200 response (DSP0200 §5.3.3).
 
+use refpoint_cim::xml::{self, Element};
 use refpoint_cim::{Instance, ObjectPath};
 
-use super::dom::{self, Element};
-use super::error::MessageError;
-use super::names;
 use super::request::{open_message, write_param_value};
+use super::{MessageError, MessageRule};
 use crate::serve::operations::{CimOpError, MethodOutput, ParamValue};
 
 /// The result of an intrinsic operation.
@@ -102,7 +101,7 @@ pub fn out_param_type(name: &str) -> &'static str {
 
 fn open(out: &mut String, message_id: &str) {
     out.push_str("<?xml version=\"1.0\" encoding=\"utf-8\" ?>\n<CIM CIMVERSION=\"2.0\" DTDVERSION=\"2.0\"><MESSAGE");
-    names::attr(out, "ID", message_id);
+    xml::attr(out, "ID", message_id);
     out.push_str(" PROTOCOLVERSION=\"1.0\"><SIMPLERSP>");
 }
 
@@ -112,8 +111,8 @@ fn close(out: &mut String) {
 
 fn error(out: &mut String, e: &CimOpError) {
     out.push_str("<ERROR");
-    names::attr(out, "CODE", &e.status.to_string());
-    names::attr(out, "DESCRIPTION", &e.description);
+    xml::attr(out, "CODE", &e.status.to_string());
+    xml::attr(out, "DESCRIPTION", &e.description);
     out.push_str("/>");
 }
 
@@ -127,7 +126,7 @@ pub fn encode_intrinsic_response(
     let mut out = String::with_capacity(4096);
     open(&mut out, message_id);
     out.push_str("<IMETHODRESPONSE");
-    names::attr(&mut out, "NAME", method);
+    xml::attr(&mut out, "NAME", method);
     out.push('>');
     match result {
         Err(e) => error(&mut out, e),
@@ -138,21 +137,21 @@ pub fn encode_intrinsic_response(
                 IReturnValue::NamedInstances(items) => {
                     for (path, inst) in items {
                         out.push_str("<VALUE.NAMEDINSTANCE>");
-                        names::write_instance_name(&mut out, path);
+                        xml::write_instance_name(&mut out, path);
                         out.push_str(&inst.to_xml());
                         out.push_str("</VALUE.NAMEDINSTANCE>");
                     }
                 }
                 IReturnValue::InstanceNames(paths) => {
                     for p in paths {
-                        names::write_instance_name(&mut out, p);
+                        xml::write_instance_name(&mut out, p);
                     }
                 }
                 IReturnValue::Instance(inst) => out.push_str(&inst.to_xml()),
                 IReturnValue::ObjectsWithPath(items) => {
                     for (path, inst) in items {
                         out.push_str("<VALUE.OBJECTWITHPATH>");
-                        names::write_instance_path(
+                        xml::write_instance_path(
                             &mut out,
                             path,
                             &location.host,
@@ -165,12 +164,7 @@ pub fn encode_intrinsic_response(
                 IReturnValue::ObjectPaths(paths) => {
                     for p in paths {
                         out.push_str("<OBJECTPATH>");
-                        names::write_instance_path(
-                            &mut out,
-                            p,
-                            &location.host,
-                            &location.namespace,
-                        );
+                        xml::write_instance_path(&mut out, p, &location.host, &location.namespace);
                         out.push_str("</OBJECTPATH>");
                     }
                 }
@@ -192,7 +186,7 @@ pub fn encode_method_response(
     let mut out = String::with_capacity(1024);
     open(&mut out, message_id);
     out.push_str("<METHODRESPONSE");
-    names::attr(&mut out, "NAME", method);
+    xml::attr(&mut out, "NAME", method);
     out.push('>');
     match result {
         Err(e) => error(&mut out, e),
@@ -255,7 +249,7 @@ fn read_ireturn(text: &str, el: &Element) -> Result<IReturnValue, MessageError> 
     };
     let kind = first.name.clone();
     if let Some(other) = items.iter().find(|e| e.name != kind) {
-        return Err(el.unexpected(other));
+        return Err(el.unexpected(other).into());
     }
     Ok(match kind.as_str() {
         "VALUE.NAMEDINSTANCE" => IReturnValue::NamedInstances(
@@ -263,7 +257,7 @@ fn read_ireturn(text: &str, el: &Element) -> Result<IReturnValue, MessageError> 
                 .iter()
                 .map(|e| {
                     let (name, inst) = pair(e, "INSTANCENAME")?;
-                    Ok((names::read_instance_name(name)?, read_instance(text, inst)?))
+                    Ok((xml::read_instance_name(name)?, read_instance(text, inst)?))
                 })
                 .collect::<Result<_, MessageError>>()?,
         ),
@@ -272,24 +266,24 @@ fn read_ireturn(text: &str, el: &Element) -> Result<IReturnValue, MessageError> 
                 .iter()
                 .map(|e| {
                     let (path, inst) = pair(e, "INSTANCEPATH")?;
-                    Ok((names::read_instance_path(path)?, read_instance(text, inst)?))
+                    Ok((xml::read_instance_path(path)?, read_instance(text, inst)?))
                 })
                 .collect::<Result<_, MessageError>>()?,
         ),
         "INSTANCENAME" => IReturnValue::InstanceNames(
             items
                 .iter()
-                .map(|e| names::read_instance_name(e))
+                .map(|e| xml::read_instance_name(e))
                 .collect::<Result<_, _>>()?,
         ),
         "OBJECTPATH" => IReturnValue::ObjectPaths(
             items
                 .iter()
-                .map(|e| names::read_object_path(e))
+                .map(|e| xml::read_object_path(e))
                 .collect::<Result<_, _>>()?,
         ),
         "INSTANCE" if items.len() == 1 => IReturnValue::Instance(read_instance(text, first)?),
-        _ => return Err(el.unexpected(first)),
+        _ => return Err(el.unexpected(first).into()),
     })
 }
 
@@ -297,31 +291,34 @@ fn read_out_param(el: &Element) -> Result<ParamValue, MessageError> {
     let value = match el.elements()?.as_slice() {
         [] => return Ok(ParamValue::Null),
         [v] => *v,
-        [_, extra, ..] => return Err(el.unexpected(extra)),
+        [_, extra, ..] => return Err(el.unexpected(extra).into()),
     };
-    match value.name.as_str() {
-        "VALUE" => Ok(ParamValue::Value(value.text()?)),
-        "VALUE.ARRAY" => value
-            .elements()?
-            .iter()
-            .map(|v| {
-                if v.name == "VALUE" {
-                    v.text()
-                } else {
-                    Err(value.unexpected(v))
-                }
-            })
-            .collect::<Result<_, _>>()
-            .map(ParamValue::Array),
-        "VALUE.REFERENCE" => names::read_value_reference(value).map(ParamValue::Reference),
-        "VALUE.REFARRAY" => value
-            .elements()?
-            .iter()
-            .map(|v| names::read_value_reference(v))
-            .collect::<Result<_, _>>()
-            .map(ParamValue::ReferenceArray),
-        _ => Err(el.unexpected(value)),
-    }
+    let param = match value.name.as_str() {
+        "VALUE" => ParamValue::Value(value.text()?),
+        "VALUE.ARRAY" => ParamValue::Array(
+            value
+                .elements()?
+                .iter()
+                .map(|v| {
+                    if v.name == "VALUE" {
+                        v.text()
+                    } else {
+                        Err(value.unexpected(v))
+                    }
+                })
+                .collect::<Result<_, _>>()?,
+        ),
+        "VALUE.REFERENCE" => ParamValue::Reference(xml::read_reference(value)?),
+        "VALUE.REFARRAY" => ParamValue::ReferenceArray(
+            value
+                .elements()?
+                .iter()
+                .map(|v| xml::read_reference(v))
+                .collect::<Result<_, _>>()?,
+        ),
+        _ => return Err(el.unexpected(value).into()),
+    };
+    Ok(param)
 }
 
 fn read_method_result(el: &Element) -> Result<Result<MethodOutput, CimOpError>, MessageError> {
@@ -344,7 +341,7 @@ fn read_method_result(el: &Element) -> Result<Result<MethodOutput, CimOpError>, 
                 );
             }
             "PARAMVALUE" => out_params.push((c.required("NAME")?.to_owned(), read_out_param(c)?)),
-            _ => return Err(el.unexpected(c)),
+            _ => return Err(el.unexpected(c).into()),
         }
     }
     let return_value =
@@ -371,7 +368,7 @@ fn read_method_result(el: &Element) -> Result<Result<MethodOutput, CimOpError>, 
 /// # Errors
 /// [`MessageError`] when the body is not a well-formed, valid `SIMPLERSP`.
 pub fn parse_response(text: &str) -> Result<Response, MessageError> {
-    let root = dom::parse(text)?;
+    let root = xml::parse(text)?;
     let (message, message_id) = open_message(&root)?;
     let rsp = message.only_child("SIMPLERSP")?;
     let body_el = match rsp.elements()?.as_slice() {
@@ -385,7 +382,7 @@ pub fn parse_response(text: &str) -> Result<Response, MessageError> {
                 [] => Ok(IReturnValue::Empty),
                 [one] if one.name == "ERROR" => Err(read_error(one)?),
                 [one] if one.name == "IRETURNVALUE" => Ok(read_ireturn(text, one)?),
-                [one, ..] => return Err(body_el.unexpected(one)),
+                [one, ..] => return Err(body_el.unexpected(one).into()),
             };
             ResponseBody::Intrinsic { method, result }
         }
@@ -393,7 +390,7 @@ pub fn parse_response(text: &str) -> Result<Response, MessageError> {
             method,
             result: read_method_result(body_el)?,
         },
-        _ => return Err(rsp.unexpected(body_el)),
+        _ => return Err(rsp.unexpected(body_el).into()),
     };
     Ok(Response { message_id, body })
 }

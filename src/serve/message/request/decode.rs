@@ -2,11 +2,10 @@
 //! version checks, `IMETHODCALL` with its `IPARAMVALUE`s, `METHODCALL` with
 //! its target and `PARAMVALUE`s (rules in the parent module's docs).
 
-use refpoint_cim::{CimType, CimValue, ObjectPath};
+use refpoint_cim::xml::{self, Element};
+use refpoint_cim::{CimError, CimType, CimValue, ObjectPath};
 
-use super::super::dom::{self, Element};
-use super::super::error::MessageError;
-use super::super::names;
+use super::super::{MessageError, MessageRule};
 use super::{AssociationFilter, Call, InstanceOptions, IntrinsicOp, Request};
 use crate::serve::operations::{CimOpError, ParamValue, status};
 
@@ -50,12 +49,12 @@ pub(crate) fn open_message(root: &Element) -> Result<(&Element, String), Message
 /// `SIMPLEREQ` (answered with HTTP 400/501 and a `CIMError` header);
 /// problems of the operation itself are inside the returned [`Call`].
 pub fn parse_request(text: &str) -> Result<Request, MessageError> {
-    let root = dom::parse(text)?;
+    let root = xml::parse(text)?;
     let (message, message_id) = open_message(&root)?;
     let body = match message.elements()?.as_slice() {
         [one] if one.name == "SIMPLEREQ" => *one,
         [one] if one.name == "MULTIREQ" => return Err(MessageError::MultipleRequests),
-        [one] => return Err(message.unexpected(one)),
+        [one] => return Err(message.unexpected(one).into()),
         _ => return Err(message.invalid("MESSAGE must hold one SIMPLEREQ")),
     };
     // DSP0201 2.4 allows CORRELATOR elements before the call.
@@ -72,7 +71,7 @@ pub fn parse_request(text: &str) -> Result<Request, MessageError> {
     let call = match call_el.name.as_str() {
         "IMETHODCALL" => parse_intrinsic(call_el, &method)?,
         "METHODCALL" => parse_extrinsic(text, call_el)?,
-        _ => return Err(body.unexpected(call_el)),
+        _ => return Err(body.unexpected(call_el).into()),
     };
     Ok(Request {
         message_id,
@@ -86,6 +85,12 @@ fn invalid_param(name: &str, why: impl std::fmt::Display) -> CimOpError {
         status::INVALID_PARAMETER,
         format!("parameter {name}: {why}"),
     )
+}
+
+/// [`invalid_param`] for an element error, described as the message error
+/// it would be (offset, rule, element).
+fn param_element_error(name: &str) -> impl Fn(CimError) -> CimOpError + Copy + '_ {
+    move |e| invalid_param(name, MessageError::from(e))
 }
 
 /// The `IPARAMVALUE`s of a call: name and optional value element.
@@ -115,9 +120,9 @@ impl<'a> IParams<'a> {
     fn class(&mut self, name: &str) -> Result<Option<String>, CimOpError> {
         match self.take(name).flatten() {
             None => Ok(None),
-            Some(el) => names::read_class_name(el)
+            Some(el) => xml::read_class_name(el)
                 .map(Some)
-                .map_err(|e| invalid_param(name, e)),
+                .map_err(param_element_error(name)),
         }
     }
 
@@ -132,7 +137,7 @@ impl<'a> IParams<'a> {
             .flatten()
             .ok_or_else(|| invalid_param(name, "missing (an INSTANCENAME is required)"))?;
         match el.name.as_str() {
-            "INSTANCENAME" => names::read_instance_name(el).map_err(|e| invalid_param(name, e)),
+            "INSTANCENAME" => xml::read_instance_name(el).map_err(param_element_error(name)),
             "CLASSNAME" => Err(CimOpError::new(
                 status::NOT_SUPPORTED,
                 format!(
@@ -150,7 +155,7 @@ impl<'a> IParams<'a> {
         match self.take(name).flatten() {
             None => Ok(None),
             Some(el) if el.name == "VALUE" => {
-                el.text().map(Some).map_err(|e| invalid_param(name, e))
+                el.text().map(Some).map_err(param_element_error(name))
             }
             Some(el) => Err(invalid_param(
                 name,
@@ -173,11 +178,11 @@ impl<'a> IParams<'a> {
             None => Ok(None),
             Some(el) if el.name == "VALUE.ARRAY" => {
                 let mut out = Vec::new();
-                for v in el.elements().map_err(|e| invalid_param(name, e))? {
+                for v in el.elements().map_err(param_element_error(name))? {
                     if v.name != "VALUE" {
                         return Err(invalid_param(name, format!("{} in VALUE.ARRAY", v.name)));
                     }
-                    out.push(v.text().map_err(|e| invalid_param(name, e))?);
+                    out.push(v.text().map_err(param_element_error(name))?);
                 }
                 Ok(Some(out))
             }
@@ -238,18 +243,18 @@ fn parse_intrinsic(call: &Element, method: &str) -> Result<Call, MessageError> {
         Some((first, rest)) if first.name == "LOCALNAMESPACEPATH" => (*first, rest),
         _ => return Err(call.invalid("IMETHODCALL must start with LOCALNAMESPACEPATH")),
     };
-    let namespace = names::read_local_namespace(ns_el)?;
+    let namespace = xml::read_local_namespace(ns_el)?;
     let mut items: Vec<(String, Option<&Element>)> = Vec::new();
     let mut duplicate = None;
     for p in rest {
         if p.name != "IPARAMVALUE" {
-            return Err(call.unexpected(p));
+            return Err(call.unexpected(p).into());
         }
         let name = p.required("NAME")?.to_owned();
         let value = match p.elements()?.as_slice() {
             [] => None,
             [v] => Some(*v),
-            [_, extra, ..] => return Err(p.unexpected(extra)),
+            [_, extra, ..] => return Err(p.unexpected(extra).into()),
         };
         if items.iter().any(|(n, _)| n.eq_ignore_ascii_case(&name)) {
             duplicate = Some(name.clone());
@@ -315,15 +320,15 @@ fn parse_extrinsic(text: &str, call: &Element) -> Result<Call, MessageError> {
         .split_first()
         .ok_or_else(|| call.invalid("METHODCALL lacks LOCALINSTANCEPATH or LOCALCLASSPATH"))?;
     let (target, target_is_class) = match target_el.name.as_str() {
-        "LOCALINSTANCEPATH" => (names::read_local_instance_path(target_el)?, false),
-        "LOCALCLASSPATH" => (names::read_local_class_path(target_el)?, true),
-        _ => return Err(call.unexpected(target_el)),
+        "LOCALINSTANCEPATH" => (xml::read_local_instance_path(target_el)?, false),
+        "LOCALCLASSPATH" => (xml::read_local_class_path(target_el)?, true),
+        _ => return Err(call.unexpected(target_el).into()),
     };
     let mut params: Vec<(String, ParamValue)> = Vec::new();
     let mut failure = None;
     for p in rest {
         if p.name != "PARAMVALUE" {
-            return Err(call.unexpected(p));
+            return Err(call.unexpected(p).into());
         }
         let name = p.required("NAME")?.to_owned();
         if params.iter().any(|(n, _)| n.eq_ignore_ascii_case(&name)) {
@@ -362,12 +367,12 @@ fn check_type(name: &str, type_name: &str, text: &str) -> Result<(), CimOpError>
 
 fn param_value(text: &str, p: &Element, name: &str) -> Result<ParamValue, CimOpError> {
     let declared = p.attr("PARAMTYPE");
-    let value = match p.elements().map_err(|e| invalid_param(name, e))?.as_slice() {
+    let value = match p.elements().map_err(param_element_error(name))?.as_slice() {
         [] => return Ok(ParamValue::Null),
         [v] => *v,
         [_, extra, ..] => return Err(invalid_param(name, format!("unexpected {}", extra.name))),
     };
-    let in_err = |e: MessageError| invalid_param(name, e);
+    let in_err = param_element_error(name);
     match value.name.as_str() {
         "VALUE" => {
             let v = value.text().map_err(in_err)?;
@@ -408,22 +413,20 @@ fn param_value(text: &str, p: &Element, name: &str) -> Result<ParamValue, CimOpE
             }
             Ok(ParamValue::Array(items))
         }
-        "VALUE.REFERENCE" => names::read_value_reference(value)
+        "VALUE.REFERENCE" => xml::read_reference(value)
             .map(ParamValue::Reference)
             .map_err(in_err),
         "VALUE.REFARRAY" => {
             let mut items = Vec::new();
             for item in value.elements().map_err(in_err)? {
                 match item.name.as_str() {
-                    "VALUE.REFERENCE" => {
-                        items.push(names::read_value_reference(item).map_err(in_err)?)
-                    }
+                    "VALUE.REFERENCE" => items.push(xml::read_reference(item).map_err(in_err)?),
                     other => return Err(invalid_param(name, format!("{other} in VALUE.REFARRAY"))),
                 }
             }
             Ok(ParamValue::ReferenceArray(items))
         }
-        "INSTANCENAME" => names::read_instance_name(value)
+        "INSTANCENAME" => xml::read_instance_name(value)
             .map(ParamValue::Reference)
             .map_err(in_err),
         "INSTANCE" => value

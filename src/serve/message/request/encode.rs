@@ -2,14 +2,14 @@
 //! messages with the XML declaration, as pywbem writes them.
 
 use refpoint_cim::ObjectPath;
+use refpoint_cim::xml;
 
-use super::super::names;
 use super::{AssociationFilter, InstanceOptions, IntrinsicOp};
 use crate::serve::operations::ParamValue;
 
 fn open(out: &mut String, message_id: &str) {
     out.push_str("<?xml version=\"1.0\" encoding=\"utf-8\" ?>\n<CIM CIMVERSION=\"2.0\" DTDVERSION=\"2.0\"><MESSAGE");
-    names::attr(out, "ID", message_id);
+    xml::attr(out, "ID", message_id);
     out.push_str(" PROTOCOLVERSION=\"1.0\"><SIMPLEREQ>");
 }
 
@@ -20,9 +20,9 @@ fn close(out: &mut String) {
 fn iparam_class(out: &mut String, name: &str, class: Option<&str>) {
     if let Some(c) = class {
         out.push_str("<IPARAMVALUE");
-        names::attr(out, "NAME", name);
+        xml::attr(out, "NAME", name);
         out.push('>');
-        names::write_class_name(out, c);
+        xml::write_class_name(out, c);
         out.push_str("</IPARAMVALUE>");
     }
 }
@@ -30,18 +30,18 @@ fn iparam_class(out: &mut String, name: &str, class: Option<&str>) {
 fn iparam_text(out: &mut String, name: &str, value: Option<&str>) {
     if let Some(v) = value {
         out.push_str("<IPARAMVALUE");
-        names::attr(out, "NAME", name);
+        xml::attr(out, "NAME", name);
         out.push_str("><VALUE>");
-        names::escape_into(out, v, false);
+        xml::escape_into(out, v, false);
         out.push_str("</VALUE></IPARAMVALUE>");
     }
 }
 
 fn iparam_instance_name(out: &mut String, name: &str, path: &ObjectPath) {
     out.push_str("<IPARAMVALUE");
-    names::attr(out, "NAME", name);
+    xml::attr(out, "NAME", name);
     out.push('>');
-    names::write_instance_name(out, path);
+    xml::write_instance_name(out, path);
     out.push_str("</IPARAMVALUE>");
 }
 
@@ -59,7 +59,7 @@ fn iparam_options(out: &mut String, o: &InstanceOptions) {
         out.push_str("<IPARAMVALUE NAME=\"PropertyList\"><VALUE.ARRAY>");
         for p in list {
             out.push_str("<VALUE>");
-            names::escape_into(out, p, false);
+            xml::escape_into(out, p, false);
             out.push_str("</VALUE>");
         }
         out.push_str("</VALUE.ARRAY></IPARAMVALUE>");
@@ -78,9 +78,9 @@ pub fn encode_intrinsic(message_id: &str, namespace: &str, op: &IntrinsicOp) -> 
     let mut out = String::with_capacity(512);
     open(&mut out, message_id);
     out.push_str("<IMETHODCALL");
-    names::attr(&mut out, "NAME", op.method_name());
+    xml::attr(&mut out, "NAME", op.method_name());
     out.push('>');
-    names::write_local_namespace(&mut out, namespace);
+    xml::write_local_namespace(&mut out, namespace);
     match op {
         IntrinsicOp::GetInstance {
             instance_name,
@@ -139,36 +139,36 @@ pub(crate) fn write_param_value(
     param_type: Option<&str>,
 ) {
     out.push_str("<PARAMVALUE");
-    names::attr(out, "NAME", name);
+    xml::attr(out, "NAME", name);
     let param_type = match value {
         ParamValue::Reference(_) | ParamValue::ReferenceArray(_) => Some("reference"),
         _ => param_type,
     };
     if let Some(t) = param_type {
-        names::attr(out, "PARAMTYPE", t);
+        xml::attr(out, "PARAMTYPE", t);
     }
     out.push('>');
     match value {
         ParamValue::Null => {}
         ParamValue::Value(v) => {
             out.push_str("<VALUE>");
-            names::escape_into(out, v, false);
+            xml::escape_into(out, v, false);
             out.push_str("</VALUE>");
         }
         ParamValue::Array(items) => {
             out.push_str("<VALUE.ARRAY>");
             for v in items {
                 out.push_str("<VALUE>");
-                names::escape_into(out, v, false);
+                xml::escape_into(out, v, false);
                 out.push_str("</VALUE>");
             }
             out.push_str("</VALUE.ARRAY>");
         }
-        ParamValue::Reference(p) => names::write_value_reference(out, p),
+        ParamValue::Reference(p) => xml::write_reference(out, p),
         ParamValue::ReferenceArray(items) => {
             out.push_str("<VALUE.REFARRAY>");
             for p in items {
-                names::write_value_reference(out, p);
+                xml::write_reference(out, p);
             }
             out.push_str("</VALUE.REFARRAY>");
         }
@@ -189,13 +189,13 @@ pub fn encode_method_call(
     let mut out = String::with_capacity(1024);
     open(&mut out, message_id);
     out.push_str("<METHODCALL");
-    names::attr(&mut out, "NAME", method);
+    xml::attr(&mut out, "NAME", method);
     out.push('>');
     let ns = target.namespace.as_deref().unwrap_or(namespace);
     if target.keys.is_empty() {
-        names::write_local_class_path(&mut out, &target.class_name, ns);
+        xml::write_local_class_path(&mut out, &target.class_name, ns);
     } else {
-        names::write_local_instance_path(&mut out, target, ns);
+        xml::write_local_instance_path(&mut out, target, ns);
     }
     for (name, value) in params {
         write_param_value(&mut out, name, value, None);
