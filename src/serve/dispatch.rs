@@ -3,10 +3,10 @@
 //! for anything but `root/virtualization/v2`), operation, instance shaping
 //! (`PropertyList`, `IncludeQualifiers`, `IncludeClassOrigin`).
 
-use refpoint_cim::Instance;
+use refpoint_cim::{Instance, ObjectPath};
 
 use super::message::normalize_namespace;
-use super::message::request::{Call, InstanceOptions, IntrinsicOp, Request};
+use super::message::request::{AssociationFilter, Call, InstanceOptions, IntrinsicOp, Request};
 use super::message::response::{
     IReturnValue, Location, encode_intrinsic_response, encode_method_response,
 };
@@ -53,8 +53,34 @@ fn check_namespace(ns: &str) -> Result<(), CimOpError> {
     }
 }
 
+fn associators(
+    ops: &dyn CimOperations,
+    path: &ObjectPath,
+    f: &AssociationFilter,
+) -> Result<Vec<(ObjectPath, Instance)>, CimOpError> {
+    ops.associators(
+        path,
+        f.assoc_class.as_deref(),
+        f.result_class.as_deref(),
+        f.role.as_deref(),
+        f.result_role.as_deref(),
+    )
+}
+
+fn references(
+    ops: &dyn CimOperations,
+    path: &ObjectPath,
+    f: &AssociationFilter,
+) -> Result<Vec<(ObjectPath, Instance)>, CimOpError> {
+    ops.references(path, f.result_class.as_deref(), f.role.as_deref())
+}
+
+fn paths(items: Vec<(ObjectPath, Instance)>) -> Vec<ObjectPath> {
+    items.into_iter().map(|(p, _)| p).collect()
+}
+
 fn run_intrinsic(ops: &dyn CimOperations, op: &IntrinsicOp) -> Result<IReturnValue, CimOpError> {
-    let shape_all = |items: Vec<(refpoint_cim::ObjectPath, Instance)>, o: &InstanceOptions| {
+    let shape_all = |items: Vec<(ObjectPath, Instance)>, o: &InstanceOptions| {
         items
             .into_iter()
             .map(|(p, i)| (p, shape_instance(i, o)))
@@ -77,55 +103,24 @@ fn run_intrinsic(ops: &dyn CimOperations, op: &IntrinsicOp) -> Result<IReturnVal
             filter,
             options,
         } => IReturnValue::ObjectsWithPath(shape_all(
-            ops.associators(
-                object_name,
-                filter.assoc_class.as_deref(),
-                filter.result_class.as_deref(),
-                filter.role.as_deref(),
-                filter.result_role.as_deref(),
-            )?,
+            associators(ops, object_name, filter)?,
             options,
         )),
         IntrinsicOp::AssociatorNames {
             object_name,
             filter,
-        } => IReturnValue::ObjectPaths(
-            ops.associators(
-                object_name,
-                filter.assoc_class.as_deref(),
-                filter.result_class.as_deref(),
-                filter.role.as_deref(),
-                filter.result_role.as_deref(),
-            )?
-            .into_iter()
-            .map(|(p, _)| p)
-            .collect(),
-        ),
+        } => IReturnValue::ObjectPaths(paths(associators(ops, object_name, filter)?)),
         IntrinsicOp::References {
             object_name,
             filter,
             options,
-        } => IReturnValue::ObjectsWithPath(shape_all(
-            ops.references(
-                object_name,
-                filter.result_class.as_deref(),
-                filter.role.as_deref(),
-            )?,
-            options,
-        )),
+        } => {
+            IReturnValue::ObjectsWithPath(shape_all(references(ops, object_name, filter)?, options))
+        }
         IntrinsicOp::ReferenceNames {
             object_name,
             filter,
-        } => IReturnValue::ObjectPaths(
-            ops.references(
-                object_name,
-                filter.result_class.as_deref(),
-                filter.role.as_deref(),
-            )?
-            .into_iter()
-            .map(|(p, _)| p)
-            .collect(),
-        ),
+        } => IReturnValue::ObjectPaths(paths(references(ops, object_name, filter)?)),
     })
 }
 

@@ -242,6 +242,23 @@ fn pair<'a>(el: &'a Element, first: &str) -> Result<(&'a Element, &'a Element), 
     }
 }
 
+/// `VALUE.NAMEDINSTANCE`/`VALUE.OBJECTWITHPATH` items: each a path element
+/// named `first`, read with `read_path`, and an `INSTANCE`.
+fn read_pairs(
+    text: &str,
+    items: &[&Element],
+    first: &str,
+    read_path: fn(&Element) -> Result<ObjectPath, refpoint_cim::CimError>,
+) -> Result<Vec<(ObjectPath, Instance)>, MessageError> {
+    items
+        .iter()
+        .map(|e| {
+            let (path, inst) = pair(e, first)?;
+            Ok((read_path(path)?, read_instance(text, inst)?))
+        })
+        .collect()
+}
+
 fn read_ireturn(text: &str, el: &Element) -> Result<IReturnValue, MessageError> {
     let items = el.elements()?;
     let Some(first) = items.first() else {
@@ -252,24 +269,18 @@ fn read_ireturn(text: &str, el: &Element) -> Result<IReturnValue, MessageError> 
         return Err(el.unexpected(other).into());
     }
     Ok(match kind.as_str() {
-        "VALUE.NAMEDINSTANCE" => IReturnValue::NamedInstances(
-            items
-                .iter()
-                .map(|e| {
-                    let (name, inst) = pair(e, "INSTANCENAME")?;
-                    Ok((xml::read_instance_name(name)?, read_instance(text, inst)?))
-                })
-                .collect::<Result<_, MessageError>>()?,
-        ),
-        "VALUE.OBJECTWITHPATH" => IReturnValue::ObjectsWithPath(
-            items
-                .iter()
-                .map(|e| {
-                    let (path, inst) = pair(e, "INSTANCEPATH")?;
-                    Ok((xml::read_instance_path(path)?, read_instance(text, inst)?))
-                })
-                .collect::<Result<_, MessageError>>()?,
-        ),
+        "VALUE.NAMEDINSTANCE" => IReturnValue::NamedInstances(read_pairs(
+            text,
+            &items,
+            "INSTANCENAME",
+            xml::read_instance_name,
+        )?),
+        "VALUE.OBJECTWITHPATH" => IReturnValue::ObjectsWithPath(read_pairs(
+            text,
+            &items,
+            "INSTANCEPATH",
+            xml::read_instance_path,
+        )?),
         "INSTANCENAME" => IReturnValue::InstanceNames(
             items
                 .iter()
