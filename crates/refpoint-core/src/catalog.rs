@@ -8,9 +8,12 @@
 //! errors, serde's line and column); it is never silently reset.
 //!
 //! Shape: `{ "FormatVersion": 1, "HostGuid": "<GUID>", "VirtualSystems": [...],
-//! "Snapshots": [...], "ReferencePoints": [...], "Collections": [] }`.
-//! `Collections` is a placeholder for `Msvm_VirtualSystemCollection` records,
-//! kept verbatim.
+//! "Snapshots": [...], "ReferencePoints": [...], "Collections": [...],
+//! "ReferencePointCollections": [...], "SnapshotCollections": [...] }`.
+//! `Collections` holds the `Msvm_VirtualSystemCollection` records (catalogs
+//! written before collections existed have it empty and load unchanged);
+//! the two other collection lists are left out while empty and default to
+//! empty (see [`crate::collection`], [`crate::collection_point`]).
 
 use std::collections::{HashMap, HashSet};
 use std::path::{Path, PathBuf};
@@ -19,6 +22,8 @@ use serde::{Deserialize, Serialize};
 use uuid::Uuid;
 
 use crate::atomic::write_atomically;
+use crate::collection::VirtualSystemCollection;
+use crate::collection_point::{ReferencePointCollection, SnapshotCollection};
 use crate::error::{HostError, ObjectKind, Result};
 use crate::frozen::FrozenDisk;
 use crate::ids;
@@ -122,6 +127,24 @@ pub enum CatalogError {
         /// Which rule is broken.
         reason: String,
     },
+    /// Two virtual system collections share an `ElementName` (compared
+    /// case-insensitively: the CLI names collections by it).
+    #[error("two collections are named {name:?}")]
+    DuplicateCollectionName {
+        /// The shared name.
+        name: String,
+    },
+    /// A collection's member is missing or listed twice, or a reference
+    /// point or snapshot collection names a collection that does not exist.
+    #[error("member {member} of collection {collection}: {reason}")]
+    CollectionMember {
+        /// The collection's `CollectionID`.
+        collection: String,
+        /// The member (VM GUID, InstanceID or CollectionID).
+        member: String,
+        /// Which rule is broken.
+        reason: String,
+    },
     /// A snapshot or reference point carries a tracking epoch its disk has
     /// not reached yet (epochs only grow).
     #[error("{id} records tracking epoch {epoch} of disk {disk}, whose counter is only {current}")]
@@ -147,7 +170,11 @@ pub(crate) struct Catalog {
     pub(crate) virtual_systems: Vec<VirtualSystem>,
     pub(crate) snapshots: Vec<Snapshot>,
     pub(crate) reference_points: Vec<ReferencePoint>,
-    pub(crate) collections: Vec<serde_json::Value>,
+    pub(crate) collections: Vec<VirtualSystemCollection>,
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub(crate) reference_point_collections: Vec<ReferencePointCollection>,
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub(crate) snapshot_collections: Vec<SnapshotCollection>,
 }
 
 #[derive(Deserialize)]
@@ -174,6 +201,8 @@ impl Catalog {
             snapshots: Vec::new(),
             reference_points: Vec::new(),
             collections: Vec::new(),
+            reference_point_collections: Vec::new(),
+            snapshot_collections: Vec::new(),
         }
     }
 
@@ -224,7 +253,8 @@ impl Catalog {
         self.validate_reference_points()?;
         self.validate_epochs()?;
         self.validate_tracking()?;
-        self.validate_active_leaves()
+        self.validate_active_leaves()?;
+        crate::collection::validate_collections(self)
     }
 
     fn validate_tracking(&self) -> std::result::Result<(), CatalogError> {

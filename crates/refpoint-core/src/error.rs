@@ -26,6 +26,12 @@ pub enum ObjectKind {
     Snapshot,
     /// A `Msvm_VirtualSystemReferencePoint` (by `InstanceID`).
     ReferencePoint,
+    /// A `Msvm_VirtualSystemCollection` (by `CollectionID` or `ElementName`).
+    Collection,
+    /// A `Msvm_ReferencePointCollection` (by `CollectionID`).
+    ReferencePointCollection,
+    /// A `Msvm_SnapshotCollection` (by `CollectionID`).
+    SnapshotCollection,
 }
 
 impl fmt::Display for ObjectKind {
@@ -35,6 +41,9 @@ impl fmt::Display for ObjectKind {
             ObjectKind::VirtualDisk => "virtual disk",
             ObjectKind::Snapshot => "snapshot",
             ObjectKind::ReferencePoint => "reference point",
+            ObjectKind::Collection => "virtual system collection",
+            ObjectKind::ReferencePointCollection => "reference point collection",
+            ObjectKind::SnapshotCollection => "snapshot collection",
         })
     }
 }
@@ -75,6 +84,9 @@ pub enum ErrorKind {
     /// A file named by the caller does not exist (`GetVirtualDiskChanges`
     /// `Path`); maps to 32779 File not found.
     FileNotFound,
+    /// A lock was not obtained in time (a writer held an active leaf while a
+    /// collection was frozen); maps to 32772 Timeout.
+    Timeout,
 }
 
 /// Error of every host operation.
@@ -179,6 +191,16 @@ pub enum HostError {
         /// The missing file.
         path: PathBuf,
     },
+    /// A lock was not obtained in time.
+    #[error("{operation} timed out after {} ms waiting for the write lock of {object}", .waited.as_millis())]
+    Timeout {
+        /// The operation (CIM method name).
+        operation: &'static str,
+        /// What was waited for (the locked file).
+        object: String,
+        /// How long it waited.
+        waited: std::time::Duration,
+    },
     /// A VHDX operation failed (the error names the file and offset).
     #[error(transparent)]
     Vhdx(Box<VhdxError>),
@@ -236,6 +258,7 @@ impl HostError {
             HostError::CatalogCorrupt { .. } => ErrorKind::CatalogCorrupt,
             HostError::InUse { .. } => ErrorKind::InUse,
             HostError::FileNotFound { .. } => ErrorKind::FileNotFound,
+            HostError::Timeout { .. } => ErrorKind::Timeout,
         }
     }
 

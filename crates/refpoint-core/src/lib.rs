@@ -18,6 +18,10 @@
 //! - [`journal`]: the per-disk change-tracking journal (`<disk GUID>.rctj`).
 //! - `lifecycle`: `RemoveAssociatedData`, destroy, merging layers away.
 //! - `pin`: [`PinGuard`], reference points in use by a running export.
+//! - [`collection`]: `Msvm_VirtualSystemCollection` and the collection
+//!   management methods; [`collection_point`]: reference point and snapshot
+//!   collections taken at one instant (`collection_freeze`: the active
+//!   leaves' write locks held meanwhile).
 //! - [`export_history`]: [`ExportRecord`]s of reference points.
 //! - [`ids`]: InstanceID forms and the RCT identifier [`RctId`].
 //! - [`settings_xml`]: CIM instances and the CIM-XML settings document.
@@ -37,6 +41,9 @@
 
 mod atomic;
 pub mod catalog;
+pub mod collection;
+mod collection_freeze;
+pub mod collection_point;
 mod define_system;
 mod disk_write;
 pub mod error;
@@ -56,6 +63,14 @@ mod timestamp;
 pub mod tracking;
 
 pub use catalog::{CATALOG_FILE_NAME, CATALOG_FORMAT_VERSION, CatalogError};
+pub use collection::{
+    COLLECTION_TYPE_COLLECTIONS, COLLECTION_TYPE_VIRTUAL_SYSTEMS, VirtualSystemCollection,
+};
+pub use collection_point::{
+    COLLECTION_CONSISTENCY_APPLICATION, COLLECTION_CONSISTENCY_CRASH,
+    COLLECTION_SNAPSHOT_TYPE_RECOVERY, COLLECTION_SNAPSHOT_TYPE_STANDARD, CollectionPointSettings,
+    DEFAULT_FREEZE_LOCK_TIMEOUT, ReferencePointCollection, SnapshotCollection,
+};
 pub use error::{ErrorKind, HostError, ObjectKind, Result};
 pub use export_history::{ExportRecord, ExportedDiskRecord};
 pub use frozen::FrozenDisk;

@@ -130,6 +130,9 @@ impl Host {
         settings: &ReferencePointSettings,
     ) -> Result<&ReferencePoint> {
         let index = self.snapshot_index(snapshot)?;
+        if let Some(s) = self.catalog.snapshots.get(index) {
+            self.ensure_not_collected_snapshot(&s.guid, "ConvertToReferencePoint")?;
+        }
         let mut catalog = self.catalog.clone();
         let guid = convert(&mut catalog, index, settings)?;
         self.commit(catalog)?;
@@ -208,6 +211,7 @@ impl Host {
         let rp = self.reference_point(instance_id)?;
         let (guid, vm) = (rp.guid, rp.virtual_system_identifier);
         self.ensure_not_pinned(&guid, &rp.instance_id, "DestroyReferencePoint")?;
+        self.ensure_not_collected_reference_point(&guid, &rp.instance_id, "DestroyReferencePoint")?;
         self.lifecycle_change(vm, "DestroyReferencePoint", |catalog| {
             catalog.reference_points.retain(|r| r.guid != guid);
             Ok(())
@@ -224,7 +228,11 @@ impl Host {
 }
 
 /// Replaces `catalog.snapshots[index]` by a reference point; returns its GUID.
-fn convert(catalog: &mut Catalog, index: usize, settings: &ReferencePointSettings) -> Result<Uuid> {
+pub(crate) fn convert(
+    catalog: &mut Catalog,
+    index: usize,
+    settings: &ReferencePointSettings,
+) -> Result<Uuid> {
     let snapshot = catalog
         .snapshots
         .get(index)

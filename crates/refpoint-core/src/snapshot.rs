@@ -259,6 +259,9 @@ impl Host {
             .get(index)
             .map(Snapshot::virtual_system)
             .ok_or_else(|| not_found(ObjectKind::Snapshot, instance_id))?;
+        if let Some(s) = self.catalog.snapshots.get(index) {
+            self.ensure_not_collected_snapshot(&s.guid, "DestroySnapshot")?;
+        }
         self.lifecycle_change(vm, "DestroySnapshot", |catalog| {
             remove_snapshot(catalog, index).map(drop)
         })
