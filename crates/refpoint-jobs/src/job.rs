@@ -93,6 +93,21 @@ pub struct Job {
     pub exported_runtime_file_path: Option<String>,
     /// `ExportedGuestStateFilePath`.
     pub exported_guest_state_file_path: Option<String>,
+    /// `ExportedConfigFilePaths[]` (collection export jobs, once completed).
+    #[serde(default)]
+    pub exported_config_file_paths: Vec<String>,
+    /// `CollectionId` (collection export jobs).
+    #[serde(default)]
+    pub collection_id: Option<String>,
+    /// `ReferencePointGroupId` (collection export jobs).
+    #[serde(default)]
+    pub reference_point_group_id: Option<String>,
+    /// `BaseReferencePointGroupId` (differential collection export jobs).
+    #[serde(default)]
+    pub base_reference_point_group_id: Option<String>,
+    /// `VirtualMachineId[]` (collection export jobs).
+    #[serde(default, rename = "VirtualMachineIds")]
+    pub virtual_machine_ids: Vec<String>,
     /// Not a CIM property: the `Msvm_Error` instances `GetErrorEx` returns
     /// (failure details, or one per warning). Kept for persistence.
     #[serde(default)]
@@ -110,12 +125,9 @@ impl Job {
         ObjectPath::new(self.class_name()).with_key("InstanceID", &self.instance_id)
     }
 
-    /// True for an export job class (203, 206).
+    /// True for the reference point export job class (203).
     fn is_export(&self) -> bool {
-        matches!(
-            self.job_type,
-            JobType::ExportReferencePoint | JobType::ExportReferencePointOnCollection
-        )
+        self.job_type == JobType::ExportReferencePoint
     }
 
     /// The job as a CIM instance of [`Job::class_name`], with the MOF types.
@@ -207,7 +219,60 @@ impl Job {
                     CimType::String,
                 );
         }
+        if self.job_type == JobType::ExportReferencePointOnCollection {
+            i = self.collection_export_properties(i);
+        }
         i
+    }
+
+    /// The `Msvm_CollectionReferencePointExportJob` properties (§4.1):
+    /// `VirtualMachineId` and the exported paths are arrays, index-parallel
+    /// per VM (`ExportedConfigFilePaths`) or per disk (`ExportedDisks`,
+    /// `ExportedLogFilePaths`); refpoint writes no runtime or guest-state files.
+    fn collection_export_properties(&self, i: Instance) -> Instance {
+        let none: &[String] = &[];
+        i.with_typed(
+            "ExportDirectory",
+            self.export_directory.as_deref(),
+            CimType::String,
+        )
+        .with_typed(
+            "CollectionId",
+            self.collection_id.as_deref(),
+            CimType::String,
+        )
+        .with_typed(
+            "ReferencePointGroupId",
+            self.reference_point_group_id.as_deref(),
+            CimType::String,
+        )
+        .with_typed(
+            "BaseReferencePointGroupId",
+            self.base_reference_point_group_id.as_deref(),
+            CimType::String,
+        )
+        .with_typed(
+            "VirtualMachineId",
+            self.virtual_machine_ids.as_slice(),
+            CimType::String,
+        )
+        .with_typed(
+            "ExportedDisks",
+            self.exported_disks.as_slice(),
+            CimType::String,
+        )
+        .with_typed(
+            "ExportedLogFilePaths",
+            self.exported_log_file_paths.as_slice(),
+            CimType::String,
+        )
+        .with_typed(
+            "ExportedConfigFilePaths",
+            self.exported_config_file_paths.as_slice(),
+            CimType::String,
+        )
+        .with_typed("ExportedRuntimeFilePaths", none, CimType::String)
+        .with_typed("ExportedGuestStateFilePaths", none, CimType::String)
     }
 
     /// `GetError`: `(0, first Msvm_Error as CIM-XML)`, or `(0, None)` when

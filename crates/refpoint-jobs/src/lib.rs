@@ -24,6 +24,8 @@ pub use manager::{
     AffectedElement, DEFAULT_TIME_BEFORE_REMOVAL, ELEMENT_EFFECTS_CREATE, JobManager, JobSpec,
     JobsError, RestoreReport,
 };
-pub use outcome::{ExportParameters, ExportResult, Interrupted, JobFailure, JobOutput};
+pub use outcome::{
+    CollectionExportParameters, ExportParameters, ExportResult, Interrupted, JobFailure, JobOutput,
+};
 pub use state::{JobState, JobType, RequestedState, UnknownValue};
 pub use store::{INTERRUPTED_REASON, JobStore, StoreError};

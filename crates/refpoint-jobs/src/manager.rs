@@ -23,7 +23,7 @@ use uuid::Uuid;
 
 use crate::control::{JobControl, Observer, Shared};
 use crate::job::{HEALTH_STATE_OK, Job, operational, status_text};
-use crate::outcome::{ExportParameters, JobFailure, JobOutput};
+use crate::outcome::{CollectionExportParameters, ExportParameters, JobFailure, JobOutput};
 use crate::state::{JobState, JobType, RequestedState};
 use crate::store::{INTERRUPTED_REASON, JobStore, StoreError, StoredAffected};
 
@@ -75,6 +75,8 @@ pub struct JobSpec {
     pub cancellable: bool,
     /// Export-job input fields (`ExportDirectory`, `VirtualMachineId`, …).
     pub export: Option<ExportParameters>,
+    /// Collection export-job input fields (`CollectionId`, `ReferencePointGroupId`, …).
+    pub collection_export: Option<CollectionExportParameters>,
 }
 
 impl JobSpec {
@@ -85,6 +87,7 @@ impl JobSpec {
             description: description.into(),
             cancellable: true,
             export: None,
+            collection_export: None,
         }
     }
 
@@ -97,6 +100,12 @@ impl JobSpec {
     /// Builder: sets the export parameters.
     pub fn export(mut self, export: ExportParameters) -> JobSpec {
         self.export = Some(export);
+        self
+    }
+
+    /// Builder: sets the collection export parameters (JobType 206).
+    pub fn collection_export(mut self, export: CollectionExportParameters) -> JobSpec {
+        self.collection_export = Some(export);
         self
     }
 }
@@ -196,6 +205,11 @@ impl Entry {
         let export = spec.export.clone().unwrap_or_default();
         let result = g.export.clone().unwrap_or_default();
         let is_export = spec.export.is_some();
+        let group = spec.collection_export.clone();
+        let directory = match &group {
+            Some(g) => Some(g.export_directory.clone()),
+            None => is_export.then(|| export.export_directory.clone()),
+        };
         Job {
             instance_id: self.fixed.id.clone(),
             name: spec.job_type.description().to_owned(),
@@ -222,7 +236,7 @@ impl Entry {
             operational_status,
             status_descriptions,
             health_state: HEALTH_STATE_OK,
-            export_directory: is_export.then(|| export.export_directory.clone()),
+            export_directory: directory,
             virtual_machine_id: is_export.then(|| export.virtual_machine_id.clone()),
             reference_point_id: is_export.then(|| export.reference_point_id.clone()),
             base_reference_point_id: export.base_reference_point_id.clone(),
@@ -231,6 +245,13 @@ impl Entry {
             exported_config_file_path: result.exported_config_file_path,
             exported_runtime_file_path: result.exported_runtime_file_path,
             exported_guest_state_file_path: result.exported_guest_state_file_path,
+            exported_config_file_paths: result.exported_config_file_paths,
+            collection_id: group.as_ref().map(|g| g.collection_id.clone()),
+            reference_point_group_id: group.as_ref().map(|g| g.reference_point_group_id.clone()),
+            base_reference_point_group_id: group
+                .as_ref()
+                .and_then(|g| g.base_reference_point_group_id.clone()),
+            virtual_machine_ids: group.map(|g| g.virtual_machine_ids).unwrap_or_default(),
             errors: errors_of(g),
         }
     }

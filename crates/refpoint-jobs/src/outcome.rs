@@ -29,6 +29,23 @@ pub struct ExportParameters {
     pub base_reference_point_id: Option<String>,
 }
 
+/// Input fields of a collection export job
+/// (`Msvm_CollectionReferencePointExportJob`, JobType 206, hyperv-api.md §4.1),
+/// known when the job is submitted.
+#[derive(Debug, Clone, Default, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
+pub struct CollectionExportParameters {
+    /// `ExportDirectory`: the absolute target directory.
+    pub export_directory: String,
+    /// `CollectionId`: `CollectionID` of the `Msvm_VirtualSystemCollection`.
+    pub collection_id: String,
+    /// `ReferencePointGroupId`: `CollectionID` of the exported `Msvm_ReferencePointCollection`.
+    pub reference_point_group_id: String,
+    /// `BaseReferencePointGroupId`: the base collection of a differential export.
+    pub base_reference_point_group_id: Option<String>,
+    /// `VirtualMachineId[]`: the member VM GUIDs exported.
+    pub virtual_machine_ids: Vec<String>,
+}
+
 /// Export-job output fields, known when the export has committed.
 #[derive(Debug, Clone, Default, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
 pub struct ExportResult {
@@ -42,6 +59,10 @@ pub struct ExportResult {
     pub exported_runtime_file_path: Option<String>,
     /// `ExportedGuestStateFilePath`: the guest-state file (refpoint has none).
     pub exported_guest_state_file_path: Option<String>,
+    /// `ExportedConfigFilePaths[]` (collection exports): one settings file
+    /// per exported VM, index-parallel to `VirtualMachineId[]`.
+    #[serde(default)]
+    pub exported_config_file_paths: Vec<String>,
 }
 
 /// Successful result of a job's work.
