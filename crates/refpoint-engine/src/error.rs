@@ -23,6 +23,7 @@ use std::path::{Path, PathBuf};
 use refpoint_vhdx::VhdxError;
 
 use crate::base::BaseError;
+use crate::collection_commit::CollectionError;
 use crate::control::Interrupted;
 use crate::differential::DifferentialError;
 use crate::output::OutputError;
@@ -124,6 +125,9 @@ pub enum ErrorDetail {
     /// The caller stopped the export.
     #[error(transparent)]
     Interrupted(#[from] Interrupted),
+    /// A collection export's rule, staging, commit or recovery.
+    #[error(transparent)]
+    Collection(#[from] CollectionError),
 }
 
 /// The error of every public engine function.
@@ -192,6 +196,7 @@ impl From<ErrorDetail> for EngineError {
             ErrorDetail::Base(e) => (e.kind(), e.context()),
             ErrorDetail::Differential(e) => (e.kind(), e.context()),
             ErrorDetail::Restore(e) => (e.kind(), e.context()),
+            ErrorDetail::Collection(e) => (e.kind(), e.context()),
             ErrorDetail::Interrupted(i) => (
                 ErrorKind::Interrupted(*i),
                 ErrorContext {
@@ -228,7 +233,8 @@ engine_error_from!(
     BaseError,
     DifferentialError,
     RestoreError,
-    Interrupted
+    Interrupted,
+    CollectionError
 );
 
 impl RequestError {

@@ -227,7 +227,7 @@ pub fn execute(
 }
 
 /// What [`write_export`] produced (relative paths, digests, counters).
-struct Written {
+pub(crate) struct Written {
     config: FileRecord,
     disks: Vec<(DiskRecord, Counts)>,
     bytes_read: u64,
@@ -235,7 +235,7 @@ struct Written {
 }
 
 impl Written {
-    fn into_outcome(
+    pub(crate) fn into_outcome(
         self,
         plan: &ExportPlan,
         vm_folder: PathBuf,
@@ -308,7 +308,7 @@ struct Counts {
 /// Writes the whole VM folder under `vm_folder` (the staging copy, to be
 /// renamed to `final_folder`), every file fsynced, and its two
 /// sub-directories fsynced.
-fn write_export(
+pub(crate) fn write_export(
     plan: &ExportPlan,
     vm_folder: &Path,
     final_folder: &Path,

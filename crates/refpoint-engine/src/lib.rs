@@ -123,6 +123,10 @@
 #![forbid(unsafe_code)]
 
 mod base;
+mod collection;
+mod collection_commit;
+pub mod collection_manifest;
+mod collection_verify;
 mod control;
 mod differential;
 mod digest;
@@ -141,6 +145,14 @@ mod verify;
 mod verify_chain;
 
 pub use base::BaseError;
+pub use collection::{
+    CollectionExportRequest, CollectionOutcome, CollectionPlan, execute_collection, plan_collection,
+};
+pub use collection_commit::{
+    COLLECTION_STAGING_PREFIX, CollectionError, CollectionRecovery, INTENT_FILE,
+    recover_collection_exports,
+};
+pub use collection_verify::{is_collection_export, verify_collection};
 pub use control::{EngineConfig, ExportControl, Interrupted, Unattended};
 pub use differential::DifferentialError;
 pub use digest::{Sha256Digest, content_digest, sha256, zero_digest};
