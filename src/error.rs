@@ -25,7 +25,7 @@
 //! | `refpoint serve`: host directory world-writable | 32769 Access Denied |
 //! | `refpoint serve`: non-loopback `--listen`, bad option combination, socket path too long | 32773 Invalid parameter |
 //! | `refpoint serve`: TCP address in use | 32774 System is in use |
-//! | client: no answer within the request timeout | 32772 Timeout |
+//! | client: no answer within the request timeout; a collection freeze waiting longer than its lock timeout for a writer | 32772 Timeout |
 //! | client: `CIM_ERR_INVALID_PARAMETER`/`NOT_FOUND`/`INVALID_CLASS`/`INVALID_NAMESPACE` | 32773 Invalid parameter |
 //! | client: `CIM_ERR_NOT_SUPPORTED`/`METHOD_NOT_FOUND` | 32770 Not supported |
 //! | client: other CIM errors, HTTP or protocol failures; serve: bind/runtime failures | 32768 Failed |
@@ -153,6 +153,7 @@ impl From<refpoint_core::HostError> for RefpointError {
                 K::NotSupported => ReturnCode::NotSupported,
                 K::InUse => ReturnCode::SystemInUse,
                 K::FileNotFound => ReturnCode::FileNotFound,
+                K::Timeout => ReturnCode::Timeout,
                 K::Vhdx(refpoint_vhdx::ErrorKind::InvalidArgument) => ReturnCode::InvalidParameter,
                 _ => ReturnCode::Failed,
             }

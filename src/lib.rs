@@ -10,6 +10,7 @@
 //! - [`service`]: the WMI-shaped method surface and [`service::Refpoint`], the
 //!   in-process host service.
 //! - [`export`]: `ExportReferencePoint` validation and its job.
+//! - [`collection`]: the collection export (`Msvm_CollectionReferencePointService.ExportReferencePoint`).
 //! - [`error`]: the one mapping of every engine error to a CIM return code.
 //! - [`fixture`]: reproducible VMs made with qemu-img/qemu-io.
 //! - [`disk`]: whole-disk hashing and file summaries.
@@ -21,6 +22,7 @@
 
 pub mod cli;
 pub mod client;
+pub mod collection;
 pub mod disk;
 pub mod error;
 pub mod export;

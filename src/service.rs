@@ -105,6 +105,7 @@ impl Refpoint {
             )
         })?;
         rp.clean_up_after(&report);
+        crate::collection::recover_interrupted_exports(&rp, &report);
         Ok(rp)
     }
 
@@ -171,6 +172,11 @@ impl Refpoint {
         self.host
             .lock()
             .unwrap_or_else(std::sync::PoisonError::into_inner)
+    }
+
+    /// The shared host, for jobs that outlive the call that starts them.
+    pub(crate) fn shared_host(&self) -> Arc<Mutex<Host>> {
+        Arc::clone(&self.host)
     }
 
     /// The job manager.

@@ -87,6 +87,9 @@ pub enum Command {
     /// Jobs (Msvm_ConcreteJob): list, show, wait, suspend, resume, terminate, kill.
     #[command(subcommand)]
     Jobs(super::jobs::JobsCommand),
+    /// VM collections (Msvm_VirtualSystemCollection): create, add, remove, list, show, destroy.
+    #[command(subcommand)]
+    Collection(super::collection::CollectionCommand),
 }
 
 /// `refpoint host …`
@@ -136,10 +139,18 @@ pub enum RpCommand {
         /// Snapshot InstanceID (`Microsoft:<GUID>`) or GUID.
         snapshot: String,
     },
-    /// Snapshot and convert in one step (CreateReferencePoint).
+    /// Snapshot and convert in one step (CreateReferencePoint); with --collection, of every member at one instant.
     Create {
         /// VM ElementName or GUID.
+        #[arg(
+            required_unless_present = "collection",
+            default_value = "",
+            hide_default_value = true
+        )]
         vm: String,
+        /// Take a reference point of this collection (ElementName or CollectionID) instead; prints its CollectionID.
+        #[arg(long, conflicts_with = "vm")]
+        collection: Option<String>,
     },
     /// List reference points, of one VM or all.
     List {
@@ -162,7 +173,13 @@ pub enum RpCommand {
 #[derive(Debug, Args)]
 pub struct ExportArgs {
     /// Reference point InstanceID, or its object path.
-    #[arg(long = "reference-point", visible_alias = "rp")]
+    #[arg(
+        long = "reference-point",
+        visible_alias = "rp",
+        required_unless_present = "collection_reference_point",
+        default_value = "",
+        hide_default_value = true
+    )]
     pub reference_point: String,
     /// Absolute export directory (ExportDirectory).
     #[arg(long = "to")]
@@ -182,6 +199,9 @@ pub struct ExportArgs {
     /// With a running `refpoint serve`: return at once with ReturnValue 4096 and the job's InstanceID.
     #[arg(long)]
     pub detach: bool,
+    /// Collection export (`--collection-reference-point`, `--vm-disks`).
+    #[command(flatten)]
+    pub collection: super::collection::CollectionExportArgs,
 }
 
 /// `--tracking` of a differential export.

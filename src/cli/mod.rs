@@ -4,6 +4,7 @@
 mod args;
 mod bench;
 mod bench_differential;
+mod collection;
 mod demo;
 mod jobs;
 mod lifecycle;
@@ -142,8 +143,16 @@ fn dispatch(cli: &Cli, out: &Output) -> Result<i32, RefpointError> {
         }
         Command::SnapshotDestroy { id } => lifecycle::destroy_snapshot(cli, out, id)?,
         Command::Changes(args) => lifecycle::changes(cli, out, args)?,
+        Command::Rp(RpCommand::Create {
+            collection: Some(c),
+            ..
+        }) => return collection::rp_create(&provider(cli)?, out, c),
         Command::Rp(cmd) => reference_points(cli, out, cmd)?,
+        Command::Export(args) if args.collection.collection_reference_point.is_some() => {
+            return collection::export(&provider(cli)?, out, args);
+        }
         Command::Export(args) => return export(cli, out, args),
+        Command::Collection(cmd) => return collection::run(&provider(cli)?, out, cmd),
         Command::Verify { dir: Some(dir), .. } => return verify(out, dir),
         Command::Verify { chain, .. } => return restore::verify_chain(out, chain),
         Command::Restore(args) => return restore::run(cli, out, args),
@@ -243,7 +252,7 @@ fn reference_points(cli: &Cli, out: &Output, cmd: &RpCommand) -> Result<(), Refp
                 },
             );
         }
-        RpCommand::Create { vm } => {
+        RpCommand::Create { vm, .. } => {
             let r = host.create_reference_point(vm)?.clone();
             out.print(
                 &json!({"ReturnValue": 0, "ResultingReferencePoint": to_json(&r)}),
@@ -355,7 +364,11 @@ pub(crate) fn wait_with_progress(
 }
 
 fn verify(out: &Output, dir: &Path) -> Result<i32, RefpointError> {
-    let report = refpoint_engine::verify(dir)?;
+    let report = if refpoint_engine::is_collection_export(dir) {
+        refpoint_engine::verify_collection(dir)?
+    } else {
+        refpoint_engine::verify(dir)?
+    };
     let ok = report.is_ok();
     out.print(&to_json(&report), || print!("{report}"));
     if !ok && !out.json {

@@ -116,7 +116,8 @@ fn routing(command: &Command) -> Routing {
         | Command::Vm(VmCommand::List)
         | Command::Rp(RpCommand::List { .. } | RpCommand::Create { .. })
         | Command::Wmi(_)
-        | Command::Jobs(_) => Routing::Remote,
+        | Command::Jobs(_)
+        | Command::Collection(_) => Routing::Remote,
         Command::Vm(VmCommand::Create { .. }) => Routing::LocalOnly("vm create"),
         Command::Vm(VmCommand::Import { .. }) => Routing::LocalOnly("vm import"),
         Command::Vm(VmCommand::Show { .. }) => Routing::LocalOnly("vm show"),
@@ -164,11 +165,22 @@ pub(crate) fn route(cli: &Cli, out: &Output) -> Result<Option<i32>, RefpointErro
                 ),
             ));
         }
+        (_, Command::Export(args)) if args.collection.collection_reference_point.is_some() => {
+            super::collection::export(&client, out, args)?
+        }
         (_, Command::Export(args)) => export(&client, out, args)?,
         (_, Command::Snapshot { vm }) => snapshot(&client, out, vm)?,
         (_, Command::Vm(VmCommand::List)) => vm_list(&client, out)?,
         (_, Command::Rp(RpCommand::List { vm })) => rp_list(&client, out, vm.as_deref())?,
-        (_, Command::Rp(RpCommand::Create { vm })) => rp_create(&client, out, vm)?,
+        (
+            _,
+            Command::Rp(RpCommand::Create {
+                collection: Some(c),
+                ..
+            }),
+        ) => super::collection::rp_create(&client, out, c)?,
+        (_, Command::Rp(RpCommand::Create { vm, .. })) => rp_create(&client, out, vm)?,
+        (_, Command::Collection(cmd)) => super::collection::run(&client, out, cmd)?,
         // The service runs the jobs: `wmi invoke` returns without waiting.
         (_, Command::Wmi(cmd)) => super::wmi::run(&client, out.json, false, cmd)?,
         (_, Command::Jobs(cmd)) => super::jobs::run(&client, out.json, cmd)?,

@@ -9,12 +9,16 @@
 //!   the operations ([`ParamValue`], [`MethodOutput`], [`CimOpError`]).
 //! - [`model`]: the object space (every instance, class hierarchy, keys).
 //! - [`associations`]: association classes, `Associators`, `References`.
+//! - [`collection_model`], `collection_service`: collections, their
+//!   reference points and snapshots, and the three collection services.
 //! - `snapshot_service`, `reference_point_service`, `image_management`,
 //!   `job_methods`: the methods, each with its return-code table.
 //! - `method`: job vs synchronous execution, `Job`/`Resulting…` REFs.
 //! - [`operations`]: the [`CimOperations`] trait (in-process or remote).
 
 pub mod associations;
+pub mod collection_model;
+mod collection_service;
 mod image_management;
 mod job_methods;
 mod method;

@@ -58,6 +58,21 @@ pub const SERVICES: &[(&str, &str, &str)] = &[
         "vhdsvc",
         "Hyper-V Image Management Service",
     ),
+    (
+        super::collection_model::COLLECTION_MANAGEMENT_SERVICE,
+        "vscollmgmtsvc",
+        "Hyper-V Virtual System Collection Management Service",
+    ),
+    (
+        super::collection_model::COLLECTION_REFERENCE_POINT_SERVICE,
+        "vscollrpsvc",
+        "Hyper-V Virtual System Collection Reference Point Service",
+    ),
+    (
+        super::collection_model::COLLECTION_SNAPSHOT_SERVICE,
+        "vscollsnapsvc",
+        "Hyper-V Virtual System Collection Snapshot Service",
+    ),
 ];
 
 /// Direct superclass of each class refpoint serves or matches against.
@@ -117,6 +132,7 @@ fn parent(class: &str) -> Option<&'static str> {
         .iter()
         .find(|(c, _)| c.eq_ignore_ascii_case(class))
         .map(|(_, p)| *p)
+        .or_else(|| super::collection_model::parent(class))
 }
 
 /// True when `class` is `ancestor` or derives from it (names compare
@@ -142,6 +158,7 @@ pub fn is_known(class: &str) -> bool {
         .iter()
         .any(|(c, p)| c.eq_ignore_ascii_case(class) || p.eq_ignore_ascii_case(class))
         || refpoint_cim::classes::is_known_class(class)
+        || super::collection_model::is_known(class)
 }
 
 /// True when the instance at `instance` is what `query` names: the query's
@@ -281,6 +298,7 @@ impl ObjectSpace {
                     }
                 }
             }
+            super::collection_model::host_objects(&host, objects, associations);
             for point in host.reference_points(None).unwrap_or_default() {
                 let path = point.object_path();
                 if let Ok(vm) = host.vm(&point.virtual_system_identifier.to_string()) {

@@ -281,6 +281,9 @@ impl Provider {
     ) -> Result<MethodOutput, CimOpError> {
         Self::check_namespace(target)?;
         Self::check_class(&target.class_name)?;
+        if let Some(out) = self.invoke_collection_method(target, method, params)? {
+            return Ok(out);
+        }
         let Some((declared_on, _, which)) = METHODS
             .iter()
             .find(|(c, m, _)| is_a(&target.class_name, c) && m.eq_ignore_ascii_case(method))
