@@ -38,7 +38,7 @@ mod tests {
             data[8 + i * 8..16 + i * 8].copy_from_slice(&v.to_le_bytes());
         }
         for (i, b) in data.iter_mut().enumerate().skip(40) {
-            *b = (seq as u8).wrapping_add(i as u8);
+            *b = seq.to_le_bytes()[0].wrapping_add(i.to_le_bytes()[0]);
         }
         data
     }
