@@ -410,7 +410,7 @@ fn select_disks(
         let field = format!("VirtualMachinesToDisksToExport[{i}]");
         let vm = host.vm(entry.virtual_machine_id.trim()).map_err(|_| {
             invalid(format!(
-                "{field}.VirtualMachineId: no virtual machine {:?}",
+                "{field}.VirtualMachineId: no virtual machine '{}'",
                 entry.virtual_machine_id
             ))
         })?;
@@ -446,7 +446,7 @@ fn select_disks(
                 .any(|d| instance_ids_equal(&d.instance_id, disk))
             {
                 return Err(invalid(format!(
-                    "{field}.DisksToExport: disk {disk:?} is not in the reference point {} of virtual machine {} (VirtualDiskIdentifiers: {})",
+                    "{field}.DisksToExport: disk '{disk}' is not in the reference point {} of virtual machine {} (VirtualDiskIdentifiers: {})",
                     rp.instance_id,
                     vm.element_name,
                     rp.virtual_disk_identifiers().join(", ")
