@@ -291,4 +291,7 @@ pub struct BenchArgs {
     /// With --differential: share of blocks rewritten between RP1 and RP2.
     #[arg(long, default_value_t = 1, requires = "differential")]
     pub changed_percent: u8,
+    /// Measure a collection export (3 VMs × 2 disks of --size) next to a single-VM export of the same data (1 VM × 6 disks) instead.
+    #[arg(long, conflicts_with = "differential")]
+    pub collection: bool,
 }

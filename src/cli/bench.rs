@@ -99,6 +99,9 @@ pub(super) fn run(out: &Output, args: &BenchArgs) -> Result<(), RefpointError> {
     if args.differential {
         return super::bench_differential::run(out, args);
     }
+    if args.collection {
+        return super::bench_collection::run(out, args);
+    }
     let temp;
     let root = match &args.dir {
         Some(d) => d.clone(),

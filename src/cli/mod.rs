@@ -3,6 +3,7 @@
 
 mod args;
 mod bench;
+mod bench_collection;
 mod bench_differential;
 mod collection;
 mod demo;
