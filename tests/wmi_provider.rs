@@ -85,7 +85,10 @@ fn enumerations_find_the_vm_its_settings_disks_reference_point_and_services() {
         vec![
             "Msvm_VirtualSystemSnapshotService",
             "Msvm_VirtualSystemReferencePointService",
-            "Msvm_ImageManagementService"
+            "Msvm_ImageManagementService",
+            "Msvm_CollectionManagementService",
+            "Msvm_CollectionReferencePointService",
+            "Msvm_CollectionSnapshotService"
         ]
     );
     assert!(services.iter().all(|s| s.keys.len() == 4));
