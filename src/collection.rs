@@ -638,8 +638,12 @@ pub fn recover_interrupted_exports(rp: &Refpoint, report: &RestoreReport) {
             Ok(done) => {
                 for outcome in done {
                     tracing::info!(job = %job.instance_id, ?outcome, "interrupted collection export resolved");
-                    if matches!(outcome, CollectionRecovery::RolledForward { .. })
-                        && let Err(e) = record_collection_export(&mut rp.host(), &dir)
+                    // Cleaned: the commit had finished, the process ended before recording it.
+                    if matches!(
+                        outcome,
+                        CollectionRecovery::RolledForward { .. }
+                            | CollectionRecovery::Cleaned { .. }
+                    ) && let Err(e) = record_collection_export(&mut rp.host(), &dir)
                     {
                         tracing::warn!(job = %job.instance_id, error = %e, "rolled-forward collection export not recorded");
                     }
