@@ -3,12 +3,14 @@
 //! same size and fill, in the same run, on the same engine configuration.
 //!
 //! Every disk is `--size` with `--fill-percent` of its blocks written by
-//! qemu-io (each VM with its own seed). Measured per export (engine run on
+//! qemu-io (each VM with its own seed); both reference points have the
+//! same chain shape (the base and the fixture's epoch layer). Measured per export (engine run on
 //! this thread, after validation): wall time, source bytes read and the
 //! throughput in GB/s of source data; the collection export also commits
 //! three VM folders and its collection manifest. Each export runs three
 //! times, alternating, and the fastest run of each counts (the sources are in the
-//! page cache for both).
+//! page cache for both; which one runs first alternates per round, and each
+//! output is removed before the next export).
 
 use std::path::{Path, PathBuf};
 use std::time::Instant;
@@ -141,31 +143,32 @@ pub(super) fn run(out: &Output, args: &BenchArgs) -> Result<(), RefpointError> {
         )?
         .cim_id()
     };
+    // Same chain shape as the members' (the fixture's epoch layer on top).
+    let solo_point = rp
+        .host()
+        .create_reference_point(&solo.vm_name)?
+        .instance_id
+        .clone();
     let config = rp.engine_config().clone();
     let mut best_single: Option<Timed> = None;
     let mut best_group: Option<Timed> = None;
     for round in 0..ROUNDS {
-        let s = single(
-            &rp,
-            &solo.reference_point,
-            &root.join(format!("single-{round}")),
-            &config,
-        )?;
-        let g = group(
-            &rp,
-            &point,
-            &root.join(format!("collection-{round}")),
-            &config,
-        )?;
-        if best_single.is_none_or(|b| s.seconds < b.seconds) {
-            best_single = Some(s);
+        // Alternate which export goes first; each output is synced to
+        // storage by the export and removed before the next one runs.
+        for first in [round % 2 == 0, round % 2 != 0] {
+            let to = root.join(format!("round-{round}"));
+            if first {
+                let s = single(&rp, &solo_point, &to, &config)?;
+                best_single =
+                    Some(best_single.map_or(s, |b| if s.seconds < b.seconds { s } else { b }));
+            } else {
+                let g = group(&rp, &point, &to, &config)?;
+                best_group =
+                    Some(best_group.map_or(g, |b| if g.seconds < b.seconds { g } else { b }));
+            }
+            std::fs::remove_dir_all(&to)
+                .map_err(|e| failed(format!("remove a bench export: {e}")))?;
         }
-        if best_group.is_none_or(|b| g.seconds < b.seconds) {
-            best_group = Some(g);
-        }
-        std::fs::remove_dir_all(root.join(format!("single-{round}")))
-            .and_then(|()| std::fs::remove_dir_all(root.join(format!("collection-{round}"))))
-            .map_err(|e| failed(format!("remove a bench export: {e}")))?;
     }
     let (Some(s), Some(g)) = (best_single, best_group) else {
         return Err(failed("no bench round ran".to_owned()));
