@@ -134,9 +134,15 @@ impl JobStore {
             reason: e.to_string(),
         })?;
         fs::create_dir_all(&self.dir).map_err(io("create job directory", &self.dir))?;
-        let tmp = self
-            .dir
-            .join(format!(".{}.tmp", job.instance_id.to_ascii_lowercase()));
+        // A temp name unique to this save: two threads saving the same job
+        // at once must not write into (or rename away) each other's file.
+        static SAVES: std::sync::atomic::AtomicU64 = std::sync::atomic::AtomicU64::new(0);
+        let seq = SAVES.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+        let tmp = self.dir.join(format!(
+            ".{}.{}.{seq}.tmp",
+            job.instance_id.to_ascii_lowercase(),
+            std::process::id()
+        ));
         let write = || -> std::io::Result<()> {
             let mut f = File::create(&tmp)?;
             f.write_all(&text)?;

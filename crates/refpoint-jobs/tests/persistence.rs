@@ -182,12 +182,24 @@ mod tests {
         let dir = tempfile::tempdir().unwrap();
         let store = JobStore::new(dir.path());
         let m = JobManager::with_store(Duration::ZERO, store.clone());
+        // The work waits for a go: with zero retention a job that finished
+        // before the test looks at it may already be purged, so take its
+        // control while it is still running and wait on that.
+        let (go, wait_for_go) = mpsc::channel::<()>();
         let id = m
-            .submit(JobType::DeleteReferencePoint, "short-lived", false, |_| {
-                Ok(JobOutput::default())
-            })
+            .submit(
+                JobType::DeleteReferencePoint,
+                "short-lived",
+                false,
+                move |_| {
+                    let _ = wait_for_go.recv();
+                    Ok(JobOutput::default())
+                },
+            )
             .unwrap();
-        m.wait_blocking(&id).unwrap();
+        let control = m.control(&id).unwrap();
+        go.send(()).unwrap();
+        control.wait_for_state(Duration::from_secs(60), JobState::is_finished);
         let file = store.dir().join(format!("{id}.json"));
         let existed = file.exists();
 
