@@ -643,40 +643,7 @@ fn verify_disk(
         }
     };
     let leaf = chain.leaf();
-    let g = leaf.geometry();
-    let checks = [
-        (
-            "virtual_size",
-            disk.virtual_size.to_string(),
-            g.virtual_size.to_string(),
-        ),
-        (
-            "block_size",
-            disk.block_size.to_string(),
-            g.block_size.to_string(),
-        ),
-        (
-            "logical_sector_size",
-            disk.logical_sector_size.to_string(),
-            g.logical_sector_size.to_string(),
-        ),
-        (
-            "physical_sector_size",
-            disk.physical_sector_size.to_string(),
-            g.physical_sector_size.to_string(),
-        ),
-        (
-            "virtual_disk_id",
-            disk.virtual_disk_id.to_ascii_uppercase(),
-            guid_upper(leaf.virtual_disk_id()),
-        ),
-        (
-            "output.data_write_guid",
-            disk.output.data_write_guid.to_ascii_uppercase(),
-            guid_upper(leaf.data_write_guid()),
-        ),
-        ("has_parent", "false".to_owned(), g.has_parent.to_string()),
-    ];
+    let checks = geometry_checks(disk, leaf, false);
     let mut aligned = true;
     for (name, manifest, actual) in checks {
         if manifest != actual {
@@ -809,4 +776,52 @@ pub(crate) fn recompute_digests(
             },
         )
         .collect()
+}
+
+/// The manifest fields of `disk` that must equal what the exported `file`
+/// says of itself (name, manifest value, file value): geometry, identity and
+/// whether it has a parent (`expect_parent`: differencing output).
+pub(crate) fn geometry_checks(
+    disk: &DiskRecord,
+    file: &refpoint_vhdx::VhdxFile,
+    expect_parent: bool,
+) -> Vec<(&'static str, String, String)> {
+    let g = file.geometry();
+    vec![
+        (
+            "virtual_size",
+            disk.virtual_size.to_string(),
+            g.virtual_size.to_string(),
+        ),
+        (
+            "block_size",
+            disk.block_size.to_string(),
+            g.block_size.to_string(),
+        ),
+        (
+            "logical_sector_size",
+            disk.logical_sector_size.to_string(),
+            g.logical_sector_size.to_string(),
+        ),
+        (
+            "physical_sector_size",
+            disk.physical_sector_size.to_string(),
+            g.physical_sector_size.to_string(),
+        ),
+        (
+            "virtual_disk_id",
+            disk.virtual_disk_id.to_ascii_uppercase(),
+            guid_upper(file.virtual_disk_id()),
+        ),
+        (
+            "output.data_write_guid",
+            disk.output.data_write_guid.to_ascii_uppercase(),
+            guid_upper(file.data_write_guid()),
+        ),
+        (
+            "has_parent",
+            expect_parent.to_string(),
+            g.has_parent.to_string(),
+        ),
+    ]
 }

@@ -60,7 +60,6 @@ pub(crate) fn verify_differencing(
             return Ok(());
         }
     };
-    let g = file.geometry();
     let linkage = file
         .parent_locator()
         .map(|l| guid_upper(l.parent_linkage()));
@@ -69,38 +68,8 @@ pub(crate) fn verify_differencing(
         .and_then(|l| l.relative_path())
         .map(str::to_owned);
     let parent = disk.parent.as_ref();
-    let checks = [
-        (
-            "virtual_size",
-            disk.virtual_size.to_string(),
-            g.virtual_size.to_string(),
-        ),
-        (
-            "block_size",
-            disk.block_size.to_string(),
-            g.block_size.to_string(),
-        ),
-        (
-            "logical_sector_size",
-            disk.logical_sector_size.to_string(),
-            g.logical_sector_size.to_string(),
-        ),
-        (
-            "physical_sector_size",
-            disk.physical_sector_size.to_string(),
-            g.physical_sector_size.to_string(),
-        ),
-        (
-            "virtual_disk_id",
-            disk.virtual_disk_id.to_ascii_uppercase(),
-            guid_upper(file.virtual_disk_id()),
-        ),
-        (
-            "output.data_write_guid",
-            disk.output.data_write_guid.to_ascii_uppercase(),
-            guid_upper(file.data_write_guid()),
-        ),
-        ("has_parent", "true".to_owned(), g.has_parent.to_string()),
+    let mut checks = crate::verify::geometry_checks(disk, &file, true);
+    checks.extend([
         (
             "parent.data_write_guid",
             parent.map_or_else(String::new, |p| p.data_write_guid.to_ascii_uppercase()),
@@ -111,7 +80,7 @@ pub(crate) fn verify_differencing(
             parent.map_or_else(String::new, |p| p.relative_path.clone()),
             relative.unwrap_or_default(),
         ),
-    ];
+    ]);
     let mut aligned = true;
     for (name, manifest, actual) in checks {
         if manifest != actual {
