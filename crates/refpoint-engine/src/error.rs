@@ -1,9 +1,11 @@
 //! The crate-boundary error: [`EngineError`] = a stable [`ErrorKind`] (which
-//! the facade maps to a CIM return code, [`ErrorKind::return_code`]), an
+//! the facade maps to a CIM return code: `impl From<EngineError> for
+//! RefpointError` in the `refpoint` crate is the one authoritative mapping), an
 //! [`ErrorContext`] (operation, path, offset, disk), and the module error that
 //! names the broken rule ([`ErrorDetail`]).
 //!
-//! Mapping to `ExportReferencePoint` return codes (Table A):
+//! Mapping to `ExportReferencePoint` return codes (Table A), as the facade
+//! applies it:
 //!
 //! | kind | code | raised for |
 //! |---|---|---|
@@ -60,11 +62,10 @@ pub enum ErrorKind {
 }
 
 impl ErrorKind {
-    /// The `ExportReferencePoint` return code (Table A) for this kind.
-    /// `Interrupted` maps to 32768; the job's `JobState` (Terminated 8,
-    /// Killed 9) is what tells the caller why.
-    #[must_use]
-    pub fn return_code(self) -> u32 {
+    /// The `ExportReferencePoint` return code (Table A) for this kind, for
+    /// [`EngineError::return_code`] only. `Interrupted` maps to 32768; the
+    /// job's `JobState` (Terminated 8, Killed 9) is what tells the caller why.
+    fn return_code(self) -> u32 {
         match self {
             ErrorKind::Failed | ErrorKind::Interrupted(_) => 32768,
             ErrorKind::AccessDenied => 32769,
@@ -147,7 +148,10 @@ impl EngineError {
     pub fn kind(&self) -> ErrorKind {
         self.kind
     }
-    /// Shorthand for `self.kind().return_code()`.
+    /// The Table A code of [`EngineError::kind`], a convenience for this
+    /// crate's tests. Callers use the facade's mapping (`RefpointError`),
+    /// which is authoritative: it also turns any permission-denied cause
+    /// into 32769.
     #[must_use]
     pub fn return_code(&self) -> u32 {
         self.kind.return_code()

@@ -39,7 +39,7 @@
 //!
 //! The engine does not depend on the host model (`refpoint-core`): the
 //! facade turns a reference point into an [`ExportRequest`]. Errors carry an
-//! [`ErrorKind`] that maps to the CIM return code ([`ErrorKind::return_code`]).
+//! [`ErrorKind`] that the facade maps to the CIM return code.
 //!
 //! # Output
 //!
