@@ -57,7 +57,7 @@ use refpoint_jobs::{
 };
 use uuid::Uuid;
 
-use crate::error::{RefpointError, ReturnCode};
+use crate::error::{RefpointError, ReturnCode, invalid};
 use crate::export::{self, ExportOptions, PreparedExport};
 use crate::service::Refpoint;
 
@@ -71,10 +71,6 @@ pub struct CollectionExportOptions {
     pub virtual_machines_to_disks: Vec<VirtualMachineToDisks>,
     /// What to do when a member disk's change tracking is lost (default strict: 32775).
     pub tracking: TrackingPolicy,
-}
-
-fn invalid(message: String) -> RefpointError {
-    RefpointError::new(ReturnCode::InvalidParameter, message)
 }
 
 /// Parses the embedded `ExportSettingData`

@@ -88,6 +88,12 @@ impl RefpointError {
     }
 }
 
+/// A 32773 *Invalid parameter* error; `message` names the method,
+/// parameter and value at fault.
+pub(crate) fn invalid(message: String) -> RefpointError {
+    RefpointError::new(ReturnCode::InvalidParameter, message)
+}
+
 impl fmt::Display for RefpointError {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         write!(

@@ -33,7 +33,7 @@ use refpoint_jobs::{
 };
 use uuid::Uuid;
 
-use crate::error::{RefpointError, ReturnCode};
+use crate::error::{RefpointError, ReturnCode, invalid};
 
 /// The values of `Msvm_VirtualSystemReferencePointExportSettingData`, and
 /// refpoint's own options of a differential export.
@@ -59,10 +59,6 @@ pub struct PreparedExport {
     /// What the engine does.
     pub request: ExportRequest,
     pins: Vec<PinGuard>,
-}
-
-fn invalid(message: String) -> RefpointError {
-    RefpointError::new(ReturnCode::InvalidParameter, message)
 }
 
 /// Parses the embedded `ExportSettingData` (CIM-XML; empty string = defaults)

@@ -48,7 +48,7 @@ use super::params::Params;
 use super::provider::{CimOpError, MethodOutput, ParamValue, Provider};
 use super::snapshot_service::consistency_level;
 use crate::collection::{self, collection_id};
-use crate::error::{RefpointError, ReturnCode};
+use crate::error::{RefpointError, ReturnCode, invalid};
 
 /// Class name of the collection reference point settings.
 const COLLECTION_REFERENCE_POINT_SETTING_DATA: &str = "Msvm_CollectionReferencePointSettingData";
@@ -136,10 +136,6 @@ const SERVICES: [&str; 3] = [
 ];
 
 type Outcome = Result<Result<MethodOutput, RefpointError>, CimOpError>;
-
-fn invalid(message: String) -> RefpointError {
-    RefpointError::new(ReturnCode::InvalidParameter, message)
-}
 
 fn not_found(message: String) -> RefpointError {
     RefpointError::new(ReturnCode::FileNotFound, message)

@@ -20,8 +20,8 @@ use refpoint_jobs::{JobSpec, JobType};
 use super::method::Call;
 use super::params::Params;
 use super::provider::{CimOpError, MethodOutput, ParamValue, Provider};
-use super::snapshot_service::{consistency_level, invalid};
-use crate::error::{RefpointError, ReturnCode};
+use super::snapshot_service::consistency_level;
+use crate::error::{RefpointError, ReturnCode, invalid};
 use crate::export;
 
 /// The reference point class.

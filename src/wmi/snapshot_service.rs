@@ -17,14 +17,10 @@ use refpoint_jobs::{JobSpec, JobType};
 use super::method::Call;
 use super::params::Params;
 use super::provider::{CimOpError, MethodOutput, ParamValue, Provider};
-use crate::error::{RefpointError, ReturnCode};
+use crate::error::{RefpointError, ReturnCode, invalid};
 
 /// `SnapshotType` 2: a full (standard) snapshot.
 pub const SNAPSHOT_TYPE_FULL: u16 = 2;
-
-pub(crate) fn invalid(message: String) -> RefpointError {
-    RefpointError::new(ReturnCode::InvalidParameter, message)
-}
 
 /// Checks a requested `ConsistencyLevel` (uint8 in the settings classes)
 /// the way the host does: 0/NULL/2 crash consistent, 1 application
