@@ -41,7 +41,8 @@ use crate::format::{
 use crate::header::{Header, HeaderSlot};
 use crate::log::{self, LogWrite};
 use crate::log_writer::{LogWriteError, LogWriter};
-use allocation::{BitRange, Plan, allocation_frontier, set_bits};
+pub(crate) use allocation::allocation_frontier;
+use allocation::{BitRange, Plan, set_bits};
 
 /// Largest number of sector updates in one log entry: `(count + 2) / 128`
 /// descriptor sectors plus `count` data sectors stay well inside a 1 MiB log.
@@ -173,7 +174,7 @@ impl VhdxWriter {
 
     fn open_inner(path: &Path) -> Result<VhdxWriter> {
         let file = OpenOptions::new().read(true).write(true).open(path)?;
-        lock_exclusive(&file)?;
+        lock_exclusive(&file, || fail(WriteError::Locked))?;
         let view = VhdxFile::open(path)?;
         let pair = view.header_pair();
         let mut header = pair.current.clone();
@@ -573,8 +574,9 @@ const LOCK_RETRY_PAUSE: std::time::Duration = std::time::Duration::from_millis(2
 /// description, which a child forked by another thread shares until its
 /// `exec` closes it (O_CLOEXEC); a lock released just before such a fork
 /// therefore lingers for a moment, hence a short bounded retry (≈ 100 ms)
-/// before reporting [`WriteError::Locked`].
-fn lock_exclusive(file: &File) -> Result<()> {
+/// before reporting `locked()` ([`WriteError::Locked`] here, the merge's
+/// own error there).
+pub(crate) fn lock_exclusive(file: &File, locked: impl FnOnce() -> VhdxError) -> Result<()> {
     for _ in 1..LOCK_ATTEMPTS {
         match file.try_lock() {
             Ok(()) => return Ok(()),
@@ -584,7 +586,7 @@ fn lock_exclusive(file: &File) -> Result<()> {
     }
     match file.try_lock() {
         Ok(()) => Ok(()),
-        Err(TryLockError::WouldBlock) => Err(fail(WriteError::Locked)),
+        Err(TryLockError::WouldBlock) => Err(locked()),
         Err(TryLockError::Error(e)) => Err(e.into()),
     }
 }
@@ -602,12 +604,26 @@ fn write_header(
     slot: HeaderSlot,
     update: impl FnOnce(&mut Header),
 ) -> Result<(Header, HeaderSlot)> {
+    write_next_header(file, current, slot, update, || {
+        fail(WriteError::SequenceOverflow)
+    })
+}
+
+/// [`write_header`] with the caller's error for a SequenceNumber that would
+/// overflow (the merge reports its own).
+pub(crate) fn write_next_header(
+    file: &File,
+    current: &Header,
+    slot: HeaderSlot,
+    update: impl FnOnce(&mut Header),
+    overflow: impl FnOnce() -> VhdxError,
+) -> Result<(Header, HeaderSlot)> {
     let mut next = current.clone();
     update(&mut next);
     next.sequence_number = current
         .sequence_number
         .checked_add(1)
-        .ok_or(fail(WriteError::SequenceOverflow))?;
+        .ok_or_else(overflow)?;
     let target = slot.other();
     file.write_all_at(&next.to_bytes(), target.offset())
         .map_err(|e| VhdxError::io_at(e, target.offset()))?;
@@ -632,7 +648,7 @@ fn replay_in_place(file: &File, header: &Header) -> Result<()> {
 }
 
 /// Writes log updates to their final locations (not flushed).
-fn apply_writes(file: &File, writes: &[LogWrite]) -> Result<()> {
+pub(crate) fn apply_writes(file: &File, writes: &[LogWrite]) -> Result<()> {
     let zeros = vec![0u8; usize::try_from(MIB).unwrap_or(1 << 20)];
     for write in writes {
         match write {

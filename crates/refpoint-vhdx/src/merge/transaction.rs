@@ -23,7 +23,7 @@
 //! unreferenced); after 3, readers and the next writer replay the entry.
 
 use std::collections::BTreeMap;
-use std::fs::{File, OpenOptions, TryLockError};
+use std::fs::{File, OpenOptions};
 use std::os::unix::fs::FileExt;
 use std::path::{Path, PathBuf};
 
@@ -32,18 +32,15 @@ use uuid::Uuid;
 use super::{MergeError, fail};
 use crate::error::{Result, VhdxError};
 use crate::file::{Geometry, VhdxFile};
-use crate::format::{
-    BatEntry, LOG_SECTOR_SIZE, MIB, SECTOR_BITMAP_BLOCK_SIZE, round_up_mib, sector_bitmap_state,
-};
+use crate::format::{BatEntry, LOG_SECTOR_SIZE, MIB, sector_bitmap_state};
 use crate::header::{Header, HeaderSlot};
 use crate::log::LogWrite;
 use crate::log_writer::LogWriter;
+use crate::write::{allocation_frontier, apply_writes, lock_exclusive, write_next_header};
 
 /// Most metadata sectors one transaction may change: with its descriptor
 /// sectors the entry stays well inside a 1 MiB log (as in `write.rs`).
 pub(super) const MAX_SECTORS_PER_TRANSACTION: usize = 192;
-/// Attempts to take the file lock, 2 ms apart (as `VhdxWriter::open`).
-const LOCK_ATTEMPTS: u32 = 50;
 
 /// A 4 KiB metadata sector image, patched before it is logged.
 pub(super) type Sector = Box<[u8; 4096]>;
@@ -69,7 +66,7 @@ impl Target {
     /// with `VhdxWriter::open`).
     pub(super) fn open(path: &Path) -> Result<Target> {
         let file = OpenOptions::new().read(true).write(true).open(path)?;
-        lock(&file)?;
+        lock_exclusive(&file, || fail(MergeError::Locked))?;
         let view = VhdxFile::open(path)?;
         if view.log_replayed() {
             return Err(fail(MergeError::DirtyLog));
@@ -81,10 +78,11 @@ impl Target {
         }
         let bat: Vec<u64> = view.bat_entries().iter().map(|e| e.0).collect();
         let file_length = view.physical_size();
-        let frontier =
-            frontier(&view, &bat, file_length).ok_or(fail(MergeError::FileTooLarge {
+        let frontier = allocation_frontier(&view, view.geometry(), &bat, file_length).ok_or(
+            fail(MergeError::FileTooLarge {
                 frontier: file_length,
-            }))?;
+            }),
+        )?;
         let (log_offset, log_length) = view.log_location();
         Ok(Target {
             path: path.to_path_buf(),
@@ -189,13 +187,7 @@ impl Target {
             .map_err(|e| fail(MergeError::Log(e)))?;
         self.file.sync_data()?;
         self.write_header(|h| h.log_guid = log_guid)?;
-        for update in &updates {
-            if let LogWrite::Data { file_offset, data } = update {
-                self.file
-                    .write_all_at(&data[..], *file_offset)
-                    .map_err(|e| VhdxError::io_at(e, *file_offset))?;
-            }
-        }
+        apply_writes(&self.file, &updates)?;
         self.file.sync_data()?;
         self.log.mark_applied();
         self.write_header(|h| h.log_guid = Uuid::nil())?;
@@ -232,60 +224,10 @@ impl Target {
     /// Writes `update(current)` with SequenceNumber + 1 into the
     /// non-current slot and flushes it (MS-VHDX §2.2.2.1).
     fn write_header(&mut self, update: impl FnOnce(&mut Header)) -> Result<()> {
-        let mut next = self.header.clone();
-        update(&mut next);
-        next.sequence_number = self
-            .header
-            .sequence_number
-            .checked_add(1)
-            .ok_or(fail(MergeError::SequenceOverflow))?;
-        let target = self.slot.other();
-        self.file
-            .write_all_at(&next.to_bytes(), target.offset())
-            .map_err(|e| VhdxError::io_at(e, target.offset()))?;
-        self.file.sync_data()?;
-        self.header = next;
-        self.slot = target;
+        (self.header, self.slot) =
+            write_next_header(&self.file, &self.header, self.slot, update, || {
+                fail(MergeError::SequenceOverflow)
+            })?;
         Ok(())
     }
-}
-
-/// Takes an exclusive `flock`, retrying briefly (see `write.rs`).
-fn lock(file: &File) -> Result<()> {
-    for attempt in 1..=LOCK_ATTEMPTS {
-        match file.try_lock() {
-            Ok(()) => return Ok(()),
-            Err(TryLockError::WouldBlock) if attempt < LOCK_ATTEMPTS => {
-                std::thread::sleep(std::time::Duration::from_millis(2));
-            }
-            Err(TryLockError::WouldBlock) => return Err(fail(MergeError::Locked)),
-            Err(TryLockError::Error(e)) => return Err(e.into()),
-        }
-    }
-    Err(fail(MergeError::Locked))
-}
-
-/// First free 1 MiB-aligned offset past the end of the file and every
-/// structure it references (regions, log, payload and sector bitmap blocks).
-fn frontier(view: &VhdxFile, bat: &[u64], file_length: u64) -> Option<u64> {
-    let (log_offset, log_length) = view.log_location();
-    let mut end = file_length.max(log_offset.saturating_add(u64::from(log_length)));
-    for region in &view.region_table().entries {
-        end = end.max(region.end());
-    }
-    let g = view.geometry();
-    let block_size = u64::from(g.block_size);
-    let cr = g.chunk_ratio.max(1);
-    for (index, &raw) in (0u64..).zip(bat) {
-        let entry = BatEntry(raw);
-        let extent = if index % (cr + 1) == cr {
-            (entry.state() == sector_bitmap_state::PRESENT).then_some(SECTOR_BITMAP_BLOCK_SIZE)
-        } else {
-            (entry.file_offset() != 0).then_some(block_size)
-        };
-        if let Some(extent) = extent {
-            end = end.max(entry.file_offset().checked_add(extent)?);
-        }
-    }
-    round_up_mib(end)
 }

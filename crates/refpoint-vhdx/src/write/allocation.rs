@@ -59,7 +59,7 @@ pub(super) fn set_bits(sector: &mut [u8; 4096], first: u64, count: u64, value: b
 
 /// First free 1 MiB-aligned offset past the file end and every structure
 /// the file references (regions, log, payload and sector bitmap blocks).
-pub(super) fn allocation_frontier(
+pub(crate) fn allocation_frontier(
     view: &VhdxFile,
     geometry: &Geometry,
     bat: &[u64],
