@@ -40,7 +40,7 @@ use crate::ids::{self, cim_guid, reference_point_instance_id, settings_instance_
 use crate::model::guid_upper;
 use crate::reference_point::{REFERENCE_POINT_TYPE_RCT, ReferencePointSettings, convert};
 use crate::snapshot::{
-    CreatedFiles, SNAPSHOT_TYPE_FULL, SNAPSHOT_TYPE_RECOVERY, consistency_level,
+    CreatedFiles, SNAPSHOT_TYPE_FULL, SNAPSHOT_TYPE_RECOVERY, consistency_level, snapshot_position,
 };
 use crate::timestamp::Timestamp;
 
@@ -587,14 +587,6 @@ impl Host {
 
 fn point_name(collection: &VirtualSystemCollection, at: Timestamp) -> String {
     format!("{} - ({})", collection.element_name, at.to_display_string())
-}
-
-fn snapshot_position(catalog: &Catalog, guid: Uuid) -> Result<usize> {
-    catalog
-        .snapshots
-        .iter()
-        .position(|s| s.guid == guid)
-        .ok_or_else(|| not_found(ObjectKind::Snapshot, &settings_instance_id(&guid)))
 }
 
 fn parse_collection_id(id: &str, parameter: &'static str) -> Result<Uuid> {

@@ -15,7 +15,9 @@ use crate::frozen::{FrozenDisk, LeafPolicy, open_verified};
 use crate::host::{Host, not_found};
 use crate::ids::{self, reference_point_instance_id};
 use crate::model::{VirtualSystemSettingData, guid_upper};
-use crate::snapshot::{CreatedFiles, SNAPSHOT_TYPE_RECOVERY, consistency_level, remove_snapshot};
+use crate::snapshot::{
+    SNAPSHOT_TYPE_RECOVERY, consistency_level, remove_snapshot, snapshot_position,
+};
 use crate::timestamp::Timestamp;
 
 /// `ReferencePointType` 1: log based (Hyper-V Replica logs) — not produced here.
@@ -161,36 +163,16 @@ impl Host {
         vm: &str,
         settings: &ReferencePointSettings,
     ) -> Result<&ReferencePoint> {
-        let consistency = consistency_level(settings.consistency_level, "ConsistencyLevel")?;
-        let vm_index = self
-            .vm_index(vm)
-            .ok_or_else(|| not_found(ObjectKind::VirtualSystem, vm))?;
-        let mut catalog = self.catalog.clone();
-        let mut created = CreatedFiles::default();
-        let result = self
-            .take_snapshot(
-                &mut catalog,
-                vm_index,
-                SNAPSHOT_TYPE_RECOVERY,
-                consistency,
-                &mut created,
-            )
-            .and_then(|snapshot| {
-                let index = catalog
-                    .snapshots
-                    .iter()
-                    .position(|s| s.guid == snapshot)
-                    .ok_or_else(|| not_found(ObjectKind::Snapshot, &snapshot.to_string()))?;
-                convert(&mut catalog, index, settings)
-            })
-            .and_then(|guid| self.commit(catalog).map(|()| guid));
-        match result {
-            Ok(guid) => self.reference_point_by_guid(guid),
-            Err(e) => {
-                created.remove_all();
-                Err(e)
-            }
-        }
+        let guid = self.snapshot_transaction(
+            vm,
+            SNAPSHOT_TYPE_RECOVERY,
+            settings.consistency_level,
+            |catalog, snapshot| {
+                let index = snapshot_position(catalog, snapshot)?;
+                convert(catalog, index, settings)
+            },
+        )?;
+        self.reference_point_by_guid(guid)
     }
 
     /// `DestroyReferencePoint(AffectedReferencePoint)`: removes the reference

@@ -215,7 +215,30 @@ impl Host {
         snapshot_type: u16,
         settings: &SnapshotSettings,
     ) -> Result<&Snapshot> {
-        let consistency = consistency_level(settings.consistency_level, "ConsistencyLevel")?;
+        let guid =
+            self.snapshot_transaction(vm, snapshot_type, settings.consistency_level, |_, guid| {
+                Ok(guid)
+            })?;
+        self.snapshot_by_guid(guid)
+    }
+
+    /// Checks `consistency_level`, takes a snapshot of `vm` into a copy of
+    /// the catalog, lets `then` turn it into the final object (given the
+    /// snapshot's GUID, returning the object's GUID) and commits. On any
+    /// error the new files are removed and the catalog is unchanged.
+    ///
+    /// # Errors
+    /// [`HostError::NotSupported`] for the consistency level or
+    /// `snapshot_type`; [`HostError::NotFound`] for an unknown VM; those of
+    /// [`Host::take_snapshot`], `then` and the catalog commit.
+    pub(crate) fn snapshot_transaction(
+        &mut self,
+        vm: &str,
+        snapshot_type: u16,
+        consistency_level_requested: Option<u16>,
+        then: impl FnOnce(&mut Catalog, Uuid) -> Result<Uuid>,
+    ) -> Result<Uuid> {
+        let consistency = consistency_level(consistency_level_requested, "ConsistencyLevel")?;
         let vm_index = self
             .vm_index(vm)
             .ok_or_else(|| not_found(ObjectKind::VirtualSystem, vm))?;
@@ -229,14 +252,12 @@ impl Host {
                 consistency,
                 &mut created,
             )
+            .and_then(|snapshot| then(&mut catalog, snapshot))
             .and_then(|guid| self.commit(catalog).map(|()| guid));
-        match result {
-            Ok(guid) => self.snapshot_by_guid(guid),
-            Err(e) => {
-                created.remove_all();
-                Err(e)
-            }
+        if result.is_err() {
+            created.remove_all();
         }
+        result
     }
 
     /// `DestroySnapshot(AffectedSnapshot)`: removes the snapshot from the
@@ -439,4 +460,16 @@ pub(crate) fn remove_snapshot(catalog: &mut Catalog, index: usize) -> Result<Sna
         }
     }
     Ok(removed)
+}
+
+/// Index of snapshot `guid` in `catalog.snapshots`.
+///
+/// # Errors
+/// [`HostError::NotFound`] naming the snapshot's InstanceID.
+pub(crate) fn snapshot_position(catalog: &Catalog, guid: Uuid) -> Result<usize> {
+    catalog
+        .snapshots
+        .iter()
+        .position(|s| s.guid == guid)
+        .ok_or_else(|| not_found(ObjectKind::Snapshot, &settings_instance_id(&guid)))
 }
