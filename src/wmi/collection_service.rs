@@ -28,7 +28,7 @@
 
 use std::path::Path;
 
-use refpoint_cim::classes::{VirtualSystemSnapshotSettingData, expect_model_class};
+use refpoint_cim::classes::expect_model_class;
 use refpoint_cim::{Instance, ObjectPath};
 use refpoint_core::ids::cim_guid;
 use refpoint_core::{
@@ -46,7 +46,7 @@ use super::method::{Call, Table};
 use super::model::{ObjectSpace, is_a};
 use super::params::Params;
 use super::provider::{CimOpError, MethodOutput, ParamValue, Provider};
-use super::snapshot_service::consistency_level;
+use super::snapshot_service::snapshot_settings_consistency;
 use crate::collection::{self, collection_id};
 use crate::error::{RefpointError, ReturnCode, invalid};
 
@@ -506,14 +506,7 @@ impl Provider {
         )?;
         Ok((|| {
             let collection = params.required_reference("Collection", "CIM_CollectionOfMSEs")?;
-            let settings = params.string("SnapshotSettings")?.unwrap_or("");
-            let settings = VirtualSystemSnapshotSettingData::from_embedded(settings)
-                .map_err(|e| params.context("SnapshotSettings", e.into()))?;
-            let consistency = consistency_level(
-                "CreateSnapshot",
-                "SnapshotSettings",
-                settings.consistency_level,
-            )?;
+            let consistency = snapshot_settings_consistency(&params, "SnapshotSettings")?;
             let snapshot_type = match params.uint16("SnapshotType")? {
                 Some(
                     t @ (COLLECTION_SNAPSHOT_TYPE_RECOVERY | COLLECTION_SNAPSHOT_TYPE_STANDARD),

@@ -13,14 +13,13 @@
 //! the job are `crate::export`'s (`validate`, `start`).
 
 use refpoint_cim::ObjectPath;
-use refpoint_cim::classes::VirtualSystemReferencePointSettingData;
 use refpoint_core::ReferencePointSettings;
 use refpoint_jobs::{JobSpec, JobType};
 
 use super::method::Call;
 use super::params::Params;
 use super::provider::{CimOpError, MethodOutput, ParamValue, Provider};
-use super::snapshot_service::consistency_level;
+use super::snapshot_service::reference_point_settings_consistency;
 use crate::error::{RefpointError, ReturnCode, invalid};
 use crate::export;
 
@@ -100,14 +99,8 @@ impl Provider {
         )?;
         Ok((|| {
             let system = params.required_reference("AffectedSystem", "CIM_ComputerSystem")?;
-            let settings = params.string("ReferencePointSettings")?.unwrap_or("");
-            let settings = VirtualSystemReferencePointSettingData::from_embedded(settings)
-                .map_err(|e| params.context("ReferencePointSettings", e.into()))?;
-            let consistency = consistency_level(
-                "CreateReferencePoint",
-                "ReferencePointSettings",
-                settings.consistency_level,
-            )?;
+            let consistency =
+                reference_point_settings_consistency(&params, "ReferencePointSettings")?;
             match params.uint16("ReferencePointType")? {
                 None | Some(1 | 2) => {}
                 Some(0) => {

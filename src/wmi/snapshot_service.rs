@@ -46,6 +46,38 @@ pub(crate) fn consistency_level(
     }
 }
 
+/// `param` read as an embedded `Msvm_VirtualSystemSnapshotSettingData`
+/// (empty or NULL: defaults) and its `ConsistencyLevel` checked by
+/// [`consistency_level`].
+///
+/// # Errors
+/// A malformed instance with the CIM model's code, or as
+/// [`consistency_level`]; messages start `Method.param`.
+pub(crate) fn snapshot_settings_consistency(
+    params: &Params<'_>,
+    param: &str,
+) -> Result<Option<u16>, RefpointError> {
+    let xml = params.string(param)?.unwrap_or("");
+    let settings = VirtualSystemSnapshotSettingData::from_embedded(xml)
+        .map_err(|e| params.context(param, e.into()))?;
+    consistency_level(params.method(), param, settings.consistency_level)
+}
+
+/// As [`snapshot_settings_consistency`], for an embedded
+/// `Msvm_VirtualSystemReferencePointSettingData`.
+///
+/// # Errors
+/// As [`snapshot_settings_consistency`].
+pub(crate) fn reference_point_settings_consistency(
+    params: &Params<'_>,
+    param: &str,
+) -> Result<Option<u16>, RefpointError> {
+    let xml = params.string(param)?.unwrap_or("");
+    let settings = VirtualSystemReferencePointSettingData::from_embedded(xml)
+        .map_err(|e| params.context(param, e.into()))?;
+    consistency_level(params.method(), param, settings.consistency_level)
+}
+
 impl Provider {
     /// The VM an `AffectedSystem` REF names: its GUID and object path.
     pub(crate) fn vm_of(
@@ -125,14 +157,7 @@ impl Provider {
         )?;
         Ok((|| {
             let system = params.required_reference("AffectedSystem", "CIM_ComputerSystem")?;
-            let settings = params.string("SnapshotSettings")?.unwrap_or("");
-            let settings = VirtualSystemSnapshotSettingData::from_embedded(settings)
-                .map_err(|e| params.context("SnapshotSettings", e.into()))?;
-            let consistency = consistency_level(
-                "CreateSnapshot",
-                "SnapshotSettings",
-                settings.consistency_level,
-            )?;
+            let consistency = snapshot_settings_consistency(&params, "SnapshotSettings")?;
             let snapshot_type = params.uint16("SnapshotType")?.unwrap_or(SNAPSHOT_TYPE_FULL);
             if snapshot_type != SNAPSHOT_TYPE_RECOVERY && snapshot_type != SNAPSHOT_TYPE_FULL {
                 return Err(RefpointError::new(
@@ -208,14 +233,8 @@ impl Provider {
         Ok((|| {
             let path =
                 params.required_reference("AffectedSnapshot", "CIM_VirtualSystemSettingData")?;
-            let settings = params.string("ReferencePointSettings")?.unwrap_or("");
-            let settings = VirtualSystemReferencePointSettingData::from_embedded(settings)
-                .map_err(|e| params.context("ReferencePointSettings", e.into()))?;
-            let consistency = consistency_level(
-                "ConvertToReferencePoint",
-                "ReferencePointSettings",
-                settings.consistency_level,
-            )?;
+            let consistency =
+                reference_point_settings_consistency(&params, "ReferencePointSettings")?;
             params.reference(
                 "ResultingReferencePoint",
                 "Msvm_VirtualSystemReferencePoint",
