@@ -203,7 +203,8 @@ impl Provider {
     }
 
     /// The collection a `Msvm_VirtualSystemCollection` REF names: its
-    /// `CollectionID` and member VM paths. `missing` makes the error for a
+    /// `CollectionID`, and its path followed by its member VMs' paths (what
+    /// a job on the collection affects). `missing` makes the error for a
     /// REF that names nothing.
     fn collection_of(
         &self,
@@ -211,7 +212,7 @@ impl Provider {
         name: &str,
         path: &ObjectPath,
         missing: fn(String) -> RefpointError,
-    ) -> Result<(String, ObjectPath, Vec<ObjectPath>), RefpointError> {
+    ) -> Result<(String, Vec<ObjectPath>), RefpointError> {
         let method = params.method();
         let id = path.key("CollectionID").ok_or_else(|| {
             invalid(format!(
@@ -224,11 +225,13 @@ impl Provider {
                 "{method}.{name}: no Msvm_VirtualSystemCollection with CollectionID {id:?}"
             ))
         })?;
-        let members = c
-            .member_guids()
-            .filter_map(|vm| host.vm(&cim_guid(&vm)).ok().map(|v| v.object_path()))
+        let affects = std::iter::once(collection_path(c))
+            .chain(
+                c.member_guids()
+                    .filter_map(|vm| host.vm(&cim_guid(&vm)).ok().map(|v| v.object_path())),
+            )
             .collect();
-        Ok((c.cim_id(), collection_path(c), members))
+        Ok((c.cim_id(), affects))
     }
 
     /// `DefineCollection(Name, Id, Type)`: synchronous, 0 + `DefinedCollection`.
@@ -259,7 +262,7 @@ impl Provider {
         Ok((|| {
             let member = params.required_reference("Member", "Msvm_ComputerSystem")?;
             let collection = params.required_reference("Collection", "CIM_CollectionOfMSEs")?;
-            let (id, _, _) = self.collection_of(&params, "Collection", &collection, not_found)?;
+            let (id, _) = self.collection_of(&params, "Collection", &collection, not_found)?;
             let vm = member.key("Name").ok_or_else(|| {
                 invalid(format!(
                     "{method}.Member: the path {member} has no Name key"
@@ -290,7 +293,7 @@ impl Provider {
         let params = Params::new("DestroyCollection", values, &["Collection"])?;
         Ok((|| {
             let collection = params.required_reference("Collection", "CIM_CollectionOfMSEs")?;
-            let (id, _, _) = self.collection_of(&params, "Collection", &collection, not_found)?;
+            let (id, _) = self.collection_of(&params, "Collection", &collection, not_found)?;
             self.refpoint()
                 .host()
                 .destroy_collection(&id)
@@ -332,10 +335,11 @@ impl Provider {
                 }
             }
             params.reference("ResultingReferencePointCollection", "CIM_Collection")?;
-            let (id, path, members) =
-                self.collection_of(&params, "Collection", &collection, invalid)?;
-            let mut affects = vec![path];
-            affects.extend(members);
+            let (id, affects) = self.collection_of(&params, "Collection", &collection, invalid)?;
+            let settings = CollectionPointSettings {
+                consistency_level: consistency,
+                ..CollectionPointSettings::default()
+            };
             self.run(Call {
                 spec: JobSpec::new(
                     JobType::CreateReferencePointOnCollection,
@@ -346,13 +350,7 @@ impl Provider {
                 result_param: Some("ResultingReferencePointCollection"),
                 work: Box::new(move |rp| {
                     let mut host = rp.host();
-                    let point = host.create_collection_reference_point(
-                        &id,
-                        &CollectionPointSettings {
-                            consistency_level: consistency,
-                            ..CollectionPointSettings::default()
-                        },
-                    )?;
+                    let point = host.create_collection_reference_point(&id, &settings)?;
                     Ok(vec![reference_point_collection_path(point)])
                 }),
             })
@@ -519,10 +517,11 @@ impl Provider {
                 }
             };
             params.reference("ResultingSnapshotCollection", "CIM_Collection")?;
-            let (id, path, members) =
-                self.collection_of(&params, "Collection", &collection, invalid)?;
-            let mut affects = vec![path];
-            affects.extend(members);
+            let (id, affects) = self.collection_of(&params, "Collection", &collection, invalid)?;
+            let settings = CollectionPointSettings {
+                consistency_level: consistency,
+                ..CollectionPointSettings::default()
+            };
             self.run(Call {
                 spec: JobSpec::new(
                     JobType::SnapshotVirtualMachine,
@@ -533,14 +532,8 @@ impl Provider {
                 result_param: Some("ResultingSnapshotCollection"),
                 work: Box::new(move |rp| {
                     let mut host = rp.host();
-                    let snapshots = host.create_collection_snapshot(
-                        &id,
-                        snapshot_type,
-                        &CollectionPointSettings {
-                            consistency_level: consistency,
-                            ..CollectionPointSettings::default()
-                        },
-                    )?;
+                    let snapshots =
+                        host.create_collection_snapshot(&id, snapshot_type, &settings)?;
                     Ok(vec![snapshot_collection_path(snapshots)])
                 }),
             })
