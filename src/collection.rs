@@ -32,7 +32,7 @@
 //! interrupted by the end of its process is rolled forward or back when the
 //! host is opened again ([`recover_interrupted_exports`]).
 
-use std::path::{Component, Path, PathBuf};
+use std::path::{Path, PathBuf};
 use std::sync::{Arc, Mutex, PoisonError};
 
 use refpoint_cim::classes::{
@@ -52,8 +52,8 @@ use refpoint_engine::{
     ExportControl, Interrupted, MANIFEST_FILE, TrackingPolicy,
 };
 use refpoint_jobs::{
-    CollectionExportParameters, ExportResult, JobControl, JobFailure, JobManager, JobOutput,
-    JobSpec, JobType, RestoreReport,
+    CollectionExportParameters, ExportResult, JobControl, JobManager, JobOutput, JobSpec, JobType,
+    RestoreReport,
 };
 use uuid::Uuid;
 
@@ -208,7 +208,7 @@ pub fn validate(
 ) -> Result<PreparedCollectionExport, RefpointError> {
     let point =
         find_collection_point(host, reference_point_collection, "ReferencePointCollection")?;
-    check_directory(export_directory)?;
+    export::check_directory(export_directory)?;
     let members = members_of(host, point)?;
     let base = match &options.base {
         Some(text) => Some(find_base(host, point, text)?),
@@ -327,22 +327,6 @@ pub fn validate(
         parameters,
         members: prepared,
     })
-}
-
-fn check_directory(dir: &Path) -> Result<(), RefpointError> {
-    if !dir.is_absolute() || dir.components().any(|c| matches!(c, Component::ParentDir)) {
-        return Err(invalid(format!(
-            "ExportDirectory '{}' is not a fully qualified path",
-            dir.display()
-        )));
-    }
-    if dir.exists() && !dir.is_dir() {
-        return Err(invalid(format!(
-            "ExportDirectory '{}' exists and is not a directory",
-            dir.display()
-        )));
-    }
-    Ok(())
 }
 
 /// The base reference point collection: of the same collection, older.
@@ -477,17 +461,6 @@ impl ExportControl for JobExportControl {
     }
 }
 
-fn engine_failure(e: refpoint_engine::EngineError) -> JobFailure {
-    if let refpoint_engine::ErrorKind::Interrupted(i) = e.kind() {
-        return JobFailure::Interrupted(match i {
-            Interrupted::Terminated => refpoint_jobs::Interrupted::Terminated,
-            Interrupted::Killed => refpoint_jobs::Interrupted::Killed,
-        });
-    }
-    let err = RefpointError::from(e);
-    JobFailure::failed(err.code(), err.message().to_owned())
-}
-
 /// Starts the `Msvm_CollectionReferencePointExportJob` (JobType 206) and
 /// returns its InstanceID. The job holds the pins until it ends and, on
 /// success, records every member's export in `host` (a failure to record is
@@ -519,9 +492,9 @@ pub fn start(
     jobs.submit_spec(spec, move |control: Arc<JobControl>| {
         let _pins = members;
         let ctl = JobExportControl(control);
-        let plan = refpoint_engine::plan_collection(&request).map_err(engine_failure)?;
+        let plan = refpoint_engine::plan_collection(&request).map_err(export::engine_failure)?;
         let outcome =
-            refpoint_engine::execute_collection(plan, &ctl, &config).map_err(engine_failure)?;
+            refpoint_engine::execute_collection(plan, &ctl, &config).map_err(export::engine_failure)?;
         let mut warnings = outcome.warnings.clone();
         let recorded = {
             let mut host = host.lock().unwrap_or_else(PoisonError::into_inner);

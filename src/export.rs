@@ -121,22 +121,7 @@ pub fn validate(
     options: &ExportOptions,
 ) -> Result<PreparedExport, RefpointError> {
     let rp = find_reference_point(host, reference_point)?;
-    if !export_directory.is_absolute()
-        || export_directory
-            .components()
-            .any(|c| matches!(c, Component::ParentDir))
-    {
-        return Err(invalid(format!(
-            "ExportDirectory '{}' is not a fully qualified path",
-            export_directory.display()
-        )));
-    }
-    if export_directory.exists() && !export_directory.is_dir() {
-        return Err(invalid(format!(
-            "ExportDirectory '{}' exists and is not a directory",
-            export_directory.display()
-        )));
-    }
+    check_directory(export_directory)?;
     let base_rp = match &options.base {
         Some(base) => Some(find_base(host, rp, base)?),
         None if options.base_export.is_some() => {
@@ -463,7 +448,30 @@ fn export_record(request: &ExportRequest, outcome: &ExportOutcome) -> ExportReco
     }
 }
 
-fn engine_failure(e: refpoint_engine::EngineError) -> JobFailure {
+/// `ExportDirectory` checks shared by VM and collection exports.
+///
+/// # Errors
+/// 32773 when `dir` is relative or has a `..` component, or exists and is
+/// not a directory; the message names the directory.
+pub(crate) fn check_directory(dir: &Path) -> Result<(), RefpointError> {
+    if !dir.is_absolute() || dir.components().any(|c| matches!(c, Component::ParentDir)) {
+        return Err(invalid(format!(
+            "ExportDirectory '{}' is not a fully qualified path",
+            dir.display()
+        )));
+    }
+    if dir.exists() && !dir.is_dir() {
+        return Err(invalid(format!(
+            "ExportDirectory '{}' exists and is not a directory",
+            dir.display()
+        )));
+    }
+    Ok(())
+}
+
+/// An engine error as the job's failure: an interruption stays one, any
+/// other error becomes its CIM code and message.
+pub(crate) fn engine_failure(e: refpoint_engine::EngineError) -> JobFailure {
     if let refpoint_engine::ErrorKind::Interrupted(i) = e.kind() {
         return JobFailure::Interrupted(match i {
             Interrupted::Terminated => refpoint_jobs::Interrupted::Terminated,
