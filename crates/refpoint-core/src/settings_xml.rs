@@ -149,9 +149,7 @@ impl Snapshot {
     /// The snapshot's settings document: the snapshot's own
     /// `Msvm_VirtualSystemSettingData` and its frozen disks.
     pub fn settings_xml(&self) -> String {
-        let mut instances = vec![self.settings.to_instance()];
-        instances.extend(self.disks.iter().map(FrozenDisk::to_instance));
-        document(&instances)
+        document(&point_in_time(&self.settings, &self.disks))
     }
 }
 
@@ -189,11 +187,18 @@ impl ReferencePoint {
     /// leaves), and the reference point itself. This is what an export
     /// writes as `Virtual Machines/<VM GUID>.xml`.
     pub fn settings_xml(&self) -> String {
-        let mut instances = vec![self.settings.to_instance()];
-        instances.extend(self.disks.iter().map(FrozenDisk::to_instance));
+        let mut instances = point_in_time(&self.settings, &self.disks);
         instances.push(self.to_instance());
         document(&instances)
     }
+}
+
+/// The settings and the point-in-time SASDs (frozen leaves) of a snapshot or
+/// reference point.
+fn point_in_time(settings: &VirtualSystemSettingData, disks: &[FrozenDisk]) -> Vec<Instance> {
+    let mut instances = vec![settings.to_instance()];
+    instances.extend(disks.iter().map(FrozenDisk::to_instance));
+    instances
 }
 
 fn document(instances: &[Instance]) -> String {
