@@ -3,34 +3,59 @@
 
 use std::fmt;
 
-/// `CIM_ConcreteJob.JobState` (§4.3), plus the vendor value 32768
-/// *CompletedWithWarnings* that Microsoft's own samples treat as success.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, serde::Serialize, serde::Deserialize)]
-#[serde(into = "u16", try_from = "u16")]
-#[repr(u16)]
-pub enum JobState {
-    /// 2: never started.
-    New = 2,
-    /// 3: moving from New, Suspended or Service into Running.
-    Starting = 3,
-    /// 4: running.
-    Running = 4,
-    /// 5: stopped, can be resumed with `RequestStateChange(2)`.
-    Suspended = 5,
-    /// 6: moving to Completed, Terminated or Killed.
-    ShuttingDown = 6,
-    /// 7: completed normally.
-    Completed = 7,
-    /// 8: stopped by a Terminate request.
-    Terminated = 8,
-    /// 9: stopped by a Kill request.
-    Killed = 9,
-    /// 10: failed; details in `ErrorCode`, `ErrorDescription`, `GetErrorEx`.
-    Exception = 10,
-    /// 11: vendor diagnostic state (never entered by refpoint).
-    Service = 11,
-    /// 32768: completed with warnings (success).
-    CompletedWithWarnings = 32768,
+/// An enum of `u16` wire values (`#[repr(u16)]`) with its `TryFrom<u16>`,
+/// each value written once; an unknown value is an [`UnknownValue`] naming
+/// the enum.
+macro_rules! wire_enum {
+    (
+        $(#[$em:meta])*
+        pub enum $name:ident { $( $(#[$m:meta])* $variant:ident = $value:literal, )* }
+    ) => {
+        $(#[$em])*
+        #[repr(u16)]
+        pub enum $name { $( $(#[$m])* $variant = $value, )* }
+
+        impl TryFrom<u16> for $name {
+            type Error = UnknownValue;
+            fn try_from(v: u16) -> Result<Self, UnknownValue> {
+                match v {
+                    $( $value => Ok($name::$variant), )*
+                    _ => Err(UnknownValue { what: stringify!($name), value: v }),
+                }
+            }
+        }
+    };
+}
+
+wire_enum! {
+    /// `CIM_ConcreteJob.JobState` (§4.3), plus the vendor value 32768
+    /// *CompletedWithWarnings* that Microsoft's own samples treat as success.
+    #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, serde::Serialize, serde::Deserialize)]
+    #[serde(into = "u16", try_from = "u16")]
+    pub enum JobState {
+        /// 2: never started.
+        New = 2,
+        /// 3: moving from New, Suspended or Service into Running.
+        Starting = 3,
+        /// 4: running.
+        Running = 4,
+        /// 5: stopped, can be resumed with `RequestStateChange(2)`.
+        Suspended = 5,
+        /// 6: moving to Completed, Terminated or Killed.
+        ShuttingDown = 6,
+        /// 7: completed normally.
+        Completed = 7,
+        /// 8: stopped by a Terminate request.
+        Terminated = 8,
+        /// 9: stopped by a Kill request.
+        Killed = 9,
+        /// 10: failed; details in `ErrorCode`, `ErrorDescription`, `GetErrorEx`.
+        Exception = 10,
+        /// 11: vendor diagnostic state (never entered by refpoint).
+        Service = 11,
+        /// 32768: completed with warnings (success).
+        CompletedWithWarnings = 32768,
+    }
 }
 
 impl JobState {
@@ -90,69 +115,26 @@ pub struct UnknownValue {
     pub value: u16,
 }
 
-impl TryFrom<u16> for JobState {
-    type Error = UnknownValue;
-    fn try_from(v: u16) -> Result<Self, UnknownValue> {
-        Ok(match v {
-            2 => JobState::New,
-            3 => JobState::Starting,
-            4 => JobState::Running,
-            5 => JobState::Suspended,
-            6 => JobState::ShuttingDown,
-            7 => JobState::Completed,
-            8 => JobState::Terminated,
-            9 => JobState::Killed,
-            10 => JobState::Exception,
-            11 => JobState::Service,
-            32768 => JobState::CompletedWithWarnings,
-            _ => {
-                return Err(UnknownValue {
-                    what: "JobState",
-                    value: v,
-                });
-            }
-        })
-    }
-}
-
 impl fmt::Display for JobState {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         write!(f, "{} ({})", self.name(), self.value())
     }
 }
 
-/// `RequestStateChange.RequestedState` (§4.4).
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
-#[repr(u16)]
-pub enum RequestedState {
-    /// 2: Start (resume a suspended job).
-    Start = 2,
-    /// 3: Suspend.
-    Suspend = 3,
-    /// 4: Terminate (orderly stop).
-    Terminate = 4,
-    /// 5: Kill (immediate stop).
-    Kill = 5,
-    /// 6: Service.
-    Service = 6,
-}
-
-impl TryFrom<u16> for RequestedState {
-    type Error = UnknownValue;
-    fn try_from(v: u16) -> Result<Self, UnknownValue> {
-        Ok(match v {
-            2 => RequestedState::Start,
-            3 => RequestedState::Suspend,
-            4 => RequestedState::Terminate,
-            5 => RequestedState::Kill,
-            6 => RequestedState::Service,
-            _ => {
-                return Err(UnknownValue {
-                    what: "RequestedState",
-                    value: v,
-                });
-            }
-        })
+wire_enum! {
+    /// `RequestStateChange.RequestedState` (§4.4).
+    #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+    pub enum RequestedState {
+        /// 2: Start (resume a suspended job).
+        Start = 2,
+        /// 3: Suspend.
+        Suspend = 3,
+        /// 4: Terminate (orderly stop).
+        Terminate = 4,
+        /// 5: Kill (immediate stop).
+        Kill = 5,
+        /// 6: Service.
+        Service = 6,
     }
 }
 
