@@ -144,69 +144,17 @@ impl ImageBuilder {
         kind: BuilderKind,
     ) -> Result<ImageBuilder> {
         let operation = "create";
-        let has_parent = matches!(kind, BuilderKind::Differencing { .. });
-        let layout = opts
-            .validate(has_parent)
-            .map_err(|e| e.at(path, operation))?;
-        let locator = match &kind {
-            BuilderKind::Dynamic => None,
-            BuilderKind::Differencing {
-                parent_path,
-                parent_data_write_guid,
-            } => Some(locator_bytes(
-                path,
-                final_path,
-                parent_path,
-                *parent_data_write_guid,
-            )?),
-        };
-        let metadata =
-            layout::metadata_region_bytes(&layout, opts.virtual_disk_id, locator.as_deref())
-                .ok_or_else(|| {
-                    CreateError::MetadataTooLarge {
-                        length: locator.as_ref().map_or(0, Vec::len),
-                    }
-                    .at(path, operation)
-                })?;
-        let identifier = layout::file_identifier_bytes(&opts.creator).ok_or_else(|| {
-            CreateError::CreatorTooLong {
-                units: opts.creator.encode_utf16().count(),
-            }
-            .at(path, operation)
-        })?;
-        let first = Header {
-            sequence_number: 1,
-            file_write_guid: Uuid::new_v4(),
-            data_write_guid: opts.data_write_guid.unwrap_or_else(Uuid::new_v4),
-            log_guid: Uuid::nil(),
-            log_version: 0,
-            version: 1,
-            log_length: LOG_LENGTH,
-            log_offset: LOG_OFFSET,
-        };
-        let second = Header {
-            sequence_number: 2,
-            ..first.clone()
-        };
-        let region_table = region::table_to_bytes(&layout::region_entries(&layout));
-
+        let prelude = Prelude::new(path, final_path, opts, &kind)?;
         let staged = StagedFile::create(path)?;
         let file = staged.file();
-        let pieces: [(u64, &[u8]); 6] = [
-            (0, &identifier),
-            (HEADER1_OFFSET, &first.to_bytes()),
-            (HEADER2_OFFSET, &second.to_bytes()),
-            (REGION_TABLE1_OFFSET, &region_table),
-            (REGION_TABLE2_OFFSET, &region_table),
-            (METADATA_OFFSET, &metadata),
-        ];
-        for (offset, bytes) in pieces {
+        for (offset, bytes) in prelude.pieces() {
             file.write_all_at(bytes, offset).map_err(|e| {
                 VhdxError::io_at(e, offset)
                     .with_path(staged.temp_path())
                     .with_operation(operation)
             })?;
         }
+        let layout = prelude.layout;
         let next_offset = layout.first_block_offset();
         file.set_len(next_offset).map_err(|e| {
             VhdxError::new(e)
@@ -378,6 +326,105 @@ impl ImageBuilder {
             .map_err(|e| VhdxError::new(e).with_path(temp).with_operation(operation))?;
         self.staged.commit()?;
         Ok(allocation.next_offset)
+    }
+}
+
+/// Everything a new file holds before its BAT (MS-VHDX §2.2, §2.6): the
+/// File Type Identifier, both headers (sequence 1 and 2, LogGuid 0), both
+/// region tables and the metadata region, for the geometry of validated
+/// options. Shared by [`ImageBuilder`] and
+/// [`SequentialImage`](crate::stream::SequentialImage).
+#[derive(Debug)]
+pub(crate) struct Prelude {
+    pub(crate) layout: ImageLayout,
+    identifier: Vec<u8>,
+    first: Vec<u8>,
+    second: Vec<u8>,
+    region_table: Vec<u8>,
+    metadata: Vec<u8>,
+}
+
+impl Prelude {
+    /// Validates `opts` and serialises the structures of a file that will
+    /// live at `final_path` (a differencing file's `relative_path` is
+    /// computed from there); `path` names the file in errors.
+    ///
+    /// # Errors
+    /// `InvalidArgument` with a [`CreateError`] for invalid options or an
+    /// unstorable parent path.
+    pub(crate) fn new(
+        path: &Path,
+        final_path: &Path,
+        opts: &CreateOptions,
+        kind: &BuilderKind,
+    ) -> Result<Prelude> {
+        let operation = "create";
+        let has_parent = matches!(kind, BuilderKind::Differencing { .. });
+        let layout = opts
+            .validate(has_parent)
+            .map_err(|e| e.at(path, operation))?;
+        let locator = match kind {
+            BuilderKind::Dynamic => None,
+            BuilderKind::Differencing {
+                parent_path,
+                parent_data_write_guid,
+            } => Some(locator_bytes(
+                path,
+                final_path,
+                parent_path,
+                *parent_data_write_guid,
+            )?),
+        };
+        let metadata =
+            layout::metadata_region_bytes(&layout, opts.virtual_disk_id, locator.as_deref())
+                .ok_or_else(|| {
+                    CreateError::MetadataTooLarge {
+                        length: locator.as_ref().map_or(0, Vec::len),
+                    }
+                    .at(path, operation)
+                })?;
+        let identifier = layout::file_identifier_bytes(&opts.creator).ok_or_else(|| {
+            CreateError::CreatorTooLong {
+                units: opts.creator.encode_utf16().count(),
+            }
+            .at(path, operation)
+        })?;
+        let first = Header {
+            sequence_number: 1,
+            file_write_guid: opts.file_write_guid.unwrap_or_else(Uuid::new_v4),
+            data_write_guid: opts.data_write_guid.unwrap_or_else(Uuid::new_v4),
+            log_guid: Uuid::nil(),
+            log_version: 0,
+            version: 1,
+            log_length: LOG_LENGTH,
+            log_offset: LOG_OFFSET,
+        };
+        let second = Header {
+            sequence_number: 2,
+            ..first.clone()
+        };
+        let region_table = region::table_to_bytes(&layout::region_entries(&layout));
+        Ok(Prelude {
+            layout,
+            identifier,
+            first: first.to_bytes(),
+            second: second.to_bytes(),
+            region_table,
+            metadata,
+        })
+    }
+
+    /// `(file offset, bytes)` of every structure, in ascending offset; the
+    /// bytes between them (and up to the BAT) are zero.
+    pub(crate) fn pieces(&self) -> [(u64, &[u8]); 6] {
+        [
+            (0, &self.identifier),
+            (HEADER1_OFFSET, &self.first),
+            (HEADER2_OFFSET, &self.second),
+            (REGION_TABLE1_OFFSET, &self.region_table),
+            (REGION_TABLE2_OFFSET, &self.region_table),
+            (METADATA_OFFSET, &self.metadata),
+        ]
     }
 }
 

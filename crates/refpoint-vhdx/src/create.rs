@@ -45,6 +45,9 @@ pub struct CreateOptions {
     pub virtual_disk_id: Uuid,
     /// DataWriteGuid of the new file's headers (§2.2.2); `None` → random.
     pub data_write_guid: Option<Uuid>,
+    /// FileWriteGuid of the new file's headers (§2.2.2); `None` → random.
+    /// A fixed value makes a file byte-reproducible (exports derive it).
+    pub file_write_guid: Option<Uuid>,
     /// Creator in the File Type Identifier, at most 256 UTF-16 code units (§2.2.1).
     pub creator: String,
 }
@@ -62,6 +65,7 @@ impl CreateOptions {
             physical_sector_size: 4096,
             virtual_disk_id: Uuid::new_v4(),
             data_write_guid: None,
+            file_write_guid: None,
             creator: DEFAULT_CREATOR.to_string(),
         }
     }
@@ -372,6 +376,7 @@ pub fn create_differencing(path: &Path, parent: &Path, block_size: Option<u32>) 
         physical_sector_size: geometry.physical_sector_size,
         virtual_disk_id: parent_file.virtual_disk_id(),
         data_write_guid: None,
+        file_write_guid: None,
         creator: DEFAULT_CREATOR.to_string(),
     };
     let kind = BuilderKind::Differencing {

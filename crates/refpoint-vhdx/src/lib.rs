@@ -7,8 +7,8 @@
 //!   [§2.6.2.6], `bat` [§2.5], `log` [§2.3]: validated domain types.
 //! - `file`: one opened VHDX (read-only, log replayed in memory).
 //! - `chain`: a leaf and its parents, read semantics of every payload state.
-//! - `create`, `builder`, `write`: creating files, streaming export output,
-//!   and the crash-safe write path of an active leaf.
+//! - `create`, `builder`, `stream`, `write`: creating files, the one-pass
+//!   export output, and the crash-safe write path of an active leaf.
 //! - `error`: the crate-boundary error with a stable kind and context.
 #![forbid(unsafe_code)]
 
@@ -26,6 +26,7 @@ pub mod log_writer;
 pub mod merge;
 pub mod metadata;
 pub mod region;
+pub mod stream;
 pub mod write;
 
 pub use bat::PayloadState;
@@ -35,4 +36,5 @@ pub use create::{CreateOptions, create_differencing, create_dynamic};
 pub use error::{ErrorKind, Result, VhdxError};
 pub use file::{Geometry, VhdxFile};
 pub use locator::ParentLocator;
+pub use stream::{FinishedImage, SequentialImage, StreamError};
 pub use write::VhdxWriter;
