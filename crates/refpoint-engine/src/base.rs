@@ -319,11 +319,12 @@ impl ExportFolder {
                 actual,
             });
         }
-        let digests = record_digests(record).map_err(|reason| BaseError::DigestsInvalid {
-            disk: disk.clone(),
-            path: self.manifest_path(),
-            reason,
-        })?;
+        let digests =
+            record_digests(&self.folder, record).map_err(|reason| BaseError::DigestsInvalid {
+                disk: disk.clone(),
+                path: self.manifest_path(),
+                reason,
+            })?;
         let content = content_digest(&digests);
         if to_hex(&content) != record.content_digest {
             return Err(BaseError::DigestsInvalid {
@@ -345,29 +346,60 @@ impl ExportFolder {
     }
 }
 
-/// The block digests of `record`, parsed; their number must match the
-/// virtual size and block size.
-pub(crate) fn record_digests(record: &DiskRecord) -> Result<Vec<Sha256Digest>, String> {
+/// The block digests of `record` of the export in `folder`: read from its
+/// digest sidecar (format 2) or parsed from the manifest (format 1); their
+/// number must match the virtual size and block size.
+///
+/// # Errors
+/// A message naming the sidecar or field that is missing or malformed.
+pub fn record_digests(folder: &Path, record: &DiskRecord) -> Result<Vec<Sha256Digest>, String> {
     let bs = u64::from(record.block_size);
     if bs == 0 {
         return Err("block_size is 0".to_owned());
     }
     let blocks = record.virtual_size.div_ceil(bs);
-    if record.block_digests.len() as u64 != blocks {
+    let Some(sidecar) = &record.digests else {
+        if record.block_digests.len() as u64 != blocks {
+            return Err(format!(
+                "{} block digests for {blocks} blocks of {bs} bytes in {} bytes",
+                record.block_digests.len(),
+                record.virtual_size
+            ));
+        }
+        return record
+            .block_digests
+            .iter()
+            .enumerate()
+            .map(|(i, hex)| {
+                from_hex(hex).ok_or_else(|| format!("block_digests[{i}] is not a SHA-256 digest"))
+            })
+            .collect();
+    };
+    if !is_contained(&sidecar.path) {
         return Err(format!(
-            "{} block digests for {blocks} blocks of {bs} bytes in {} bytes",
-            record.block_digests.len(),
-            record.virtual_size
+            "digests.path {:?} leaves the export folder",
+            sidecar.path
         ));
     }
-    record
-        .block_digests
-        .iter()
-        .enumerate()
-        .map(|(i, hex)| {
-            from_hex(hex).ok_or_else(|| format!("block_digests[{i}] is not a SHA-256 digest"))
+    let path = folder.join(&sidecar.path);
+    let bytes = fs::read(&path).map_err(|e| format!("cannot read '{}': {e}", path.display()))?;
+    if bytes.len() as u64 != blocks.saturating_mul(32) {
+        return Err(format!(
+            "'{}' holds {} bytes, {blocks} blocks of {bs} bytes in {} bytes need {}",
+            path.display(),
+            bytes.len(),
+            record.virtual_size,
+            blocks.saturating_mul(32)
+        ));
+    }
+    Ok(bytes
+        .chunks_exact(32)
+        .map(|c| {
+            let mut d = [0u8; 32];
+            d.copy_from_slice(c);
+            d
         })
-        .collect()
+        .collect())
 }
 
 /// Opens and checks the base export of a differential export.

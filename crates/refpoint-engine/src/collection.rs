@@ -34,7 +34,7 @@ use crate::collection_manifest::{
 use crate::control::{EngineConfig, ExportControl, Interrupted};
 use crate::digest::{sha256, to_hex};
 use crate::error::{EngineError, ErrorDetail};
-use crate::execute::{ExportOutcome, TOOL_NAME, Written, write_export};
+use crate::execute::{ExportOutcome, Resources, TOOL_NAME, Written, buffer_pool, write_export};
 use crate::identity::guid_upper;
 use crate::manifest::{
     EXPORT_TYPE_DIFFERENTIAL, EXPORT_TYPE_FULL, Manifest, ToolRecord, parse_checksums,
@@ -42,7 +42,7 @@ use crate::manifest::{
 };
 use crate::output::write_file_synced;
 use crate::plan::{CHECKSUMS_FILE, ExportPlan, MANIFEST_FILE, plan};
-use crate::pool::{BufferPool, PoolError};
+use crate::pool::PoolError;
 use crate::request::{ExportRequest, RequestError};
 
 /// An export of one `Msvm_ReferencePointCollection`.
@@ -235,10 +235,7 @@ pub fn execute_collection(
         .flat_map(|m| m.disks.iter().map(|d| d.geometry.block_size))
         .max()
         .unwrap_or(1024 * 1024);
-    let buffers = BufferPool::new(
-        cfg.buffer_pool_bytes,
-        usize::try_from(max_block).unwrap_or(usize::MAX),
-    )?;
+    let (buffers, segment_len) = buffer_pool(cfg, u64::from(max_block), threads)?;
     control.checkpoint()?;
     let names: Vec<&str> = plan
         .members
@@ -260,7 +257,12 @@ pub fn execute_collection(
         buffers = buffers.capacity(),
         "collection export started"
     );
-    let written = write_members(&plan, &staging, control, &workers, &buffers)?;
+    let res = Resources {
+        workers: &workers,
+        buffers: &buffers,
+        segment_len,
+    };
+    let written = write_members(&plan, &staging, control, &res)?;
     let (manifest, entries, collection_bytes) = write_collection_files(&plan, &staging)?;
     control.checkpoint()?;
     staging.commit(&entries)?;
@@ -302,9 +304,9 @@ fn write_members(
     plan: &CollectionPlan,
     staging: &CollectionStaging,
     control: &dyn ExportControl,
-    workers: &rayon::ThreadPool,
-    buffers: &BufferPool,
+    res: &Resources<'_>,
 ) -> Result<Vec<Written>, EngineError> {
+    let buffers = res.buffers;
     let abort = AtomicBool::new(false);
     let results: Vec<Result<Written, EngineError>> = std::thread::scope(|scope| {
         let handles: Vec<_> = plan
@@ -322,8 +324,7 @@ fn write_members(
                             inner: control,
                             abort,
                         };
-                        let result =
-                            write_export(member, &folder, &final_folder, &ctl, workers, buffers);
+                        let result = write_export(member, &folder, &final_folder, &ctl, res);
                         // An interruption reaches every member through the
                         // job's own control; a failure must stop the others.
                         if let Err(e) = &result

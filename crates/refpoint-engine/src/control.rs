@@ -60,10 +60,12 @@ pub struct EngineConfig {
     /// Worker threads of the export's rayon pool (read, hash, zero-detect,
     /// write). `0` means one per available CPU.
     pub threads: usize,
-    /// Upper bound of the block buffer pool, in bytes. The engine never holds
-    /// more than `buffer_pool_bytes / largest block size` block buffers,
-    /// whatever the disk size; the pool must hold at least one block
-    /// (else [`crate::ErrorKind::OutOfMemory`], CIM 32778).
+    /// Upper bound of the block buffer pool, in bytes. The engine holds at
+    /// most `buffer_pool_bytes / segment` buffers whatever the disk size,
+    /// where a segment is the largest block size or a power-of-two fraction
+    /// of it (at least 1 MiB) of which the pool holds four per thread; the
+    /// pool must hold at least one 1 MiB segment (else
+    /// [`crate::ErrorKind::OutOfMemory`], CIM 32778).
     pub buffer_pool_bytes: u64,
 }
 
@@ -81,12 +83,14 @@ impl EngineConfig {
 }
 
 impl Default for EngineConfig {
-    /// One thread per CPU and a 256 MiB pool (eight 32 MiB blocks, Hyper-V's
-    /// default VHDX block size).
+    /// One thread per CPU and a 64 MiB pool: with the export's metadata
+    /// (BATs, plan) it keeps an export's peak RSS under 128 MiB whatever the
+    /// disk size; blocks larger than the pool allows are read in segments
+    /// (see `pipeline::segment_len`).
     fn default() -> Self {
         EngineConfig {
             threads: 0,
-            buffer_pool_bytes: 256 * 1024 * 1024,
+            buffer_pool_bytes: 64 * 1024 * 1024,
         }
     }
 }

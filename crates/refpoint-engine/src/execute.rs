@@ -1,30 +1,34 @@
-//! Executing a plan: the parallel read → hash → write pipeline, the output
-//! files' digests, the manifest and `SHA256SUMS`, and the atomic commit.
+//! Executing a plan: the one-pass read → hash → write pipeline, the
+//! manifest and `SHA256SUMS`, and the atomic commit.
 //!
-//! Pipeline: the calling thread dispatches the data blocks of all disks
-//! (interleaved across disks) onto a rayon pool of `EngineConfig.threads`
-//! workers. Before each block it calls [`ExportControl::checkpoint`] and
-//! takes a buffer from the bounded pool (waiting while all are in use). A
-//! worker reads the whole block with positioned reads from the chain layers,
-//! detects all-zero content (not stored; the digest is the precomputed zero
-//! digest), otherwise hashes it, records the block digest and hands the
-//! buffer to the disk's in-order writer. The first error stops dispatch,
-//! closes the pool and is returned; the staging directory is then removed.
+//! Every output is written front to back by a [`DiskOutput`]: its layout is
+//! fixed by the plan (every planned block gets its payload slot before the
+//! first byte), so the file's SHA-256, each block digest and the digest
+//! sidecar are computed from the buffers while they are in memory, and no
+//! output byte is read back. The segment pipeline ([`crate::pipeline`])
+//! reads each source byte once.
+//!
+//! A disk under the tracking fallback is the one exception: which of its
+//! blocks the output holds is only known after comparing their digests with
+//! the base export's, so a first pass reads and hashes its blocks (nothing
+//! written) and the main pass re-reads the blocks that differ. Fallback is
+//! the degraded mode for lost tracking; a tracked disk reads each changed
+//! byte once.
+//!
+//! The first error stops dispatch and is returned; the staging directory is
+//! then removed.
 
 use std::path::{Path, PathBuf};
-use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
-use std::sync::{Mutex, PoisonError};
+use std::sync::atomic::AtomicU64;
 use std::time::{Duration, Instant};
 
 use rayon::prelude::*;
-use refpoint_vhdx::{BuilderKind, CreateOptions, ImageBuilder, VhdxFile};
 use uuid::Uuid;
 
-use crate::control::{EngineConfig, ExportControl, Interrupted};
+use crate::control::{EngineConfig, ExportControl};
 use crate::differential::{DiskMode, coalesce};
-use crate::digest::{
-    Sha256Digest, ZeroDigests, content_digest, file_digest, is_zero, sha256, to_hex,
-};
+use crate::digest::{ZeroDigests, to_hex};
+use crate::disk_output::{Comparison, Counts, DiskOutput, FinishedDisk};
 use crate::error::EngineError;
 use crate::identity::guid_upper;
 use crate::manifest::{
@@ -32,17 +36,16 @@ use crate::manifest::{
     OUTPUT_KIND_DIFFERENCING, OUTPUT_KIND_DYNAMIC, OutputRecord, ParentRecord, SourceLayerRecord,
     ToolRecord, VirtualSystemRecord, render_checksums,
 };
-use crate::output::{
-    BlockPayload, DiskWriter, OutputError, create_dir, file_err, write_file_synced,
-};
+use crate::output::{OutputError, create_dir, write_file_synced};
+use crate::pipeline::{Lane, Ordered, Run, segment_len};
 use crate::plan::{
     CHECKSUMS_FILE, DiskPlan, ExportPlan, MANIFEST_FILE, VIRTUAL_HARD_DISKS_DIR,
     VIRTUAL_MACHINES_DIR,
 };
-use crate::pool::{BufferPool, PooledBuffer};
+use crate::pool::BufferPool;
 use crate::request::RequestError;
 use crate::restore::RestoreError;
-use crate::source::{DataBlock, read_block};
+use crate::source::DataBlock;
 use crate::staging::{Staging, sync_dir};
 
 /// Name written into the `Creator` field of exported VHDX files and the manifest.
@@ -117,45 +120,6 @@ pub struct ExportOutcome {
     pub stale_staging_removed: Vec<PathBuf>,
 }
 
-/// Per-disk results shared by the workers.
-struct DiskStats {
-    zeros: ZeroDigests,
-    digests: Mutex<Vec<Sha256Digest>>,
-    stored: AtomicU64,
-    stored_bytes: AtomicU64,
-    zero: AtomicU64,
-    unchanged: AtomicU64,
-}
-
-/// The first error of a run; later ones are dropped.
-struct FirstError<'a> {
-    error: Mutex<Option<EngineError>>,
-    failed: AtomicBool,
-    pool: &'a BufferPool,
-}
-
-impl FirstError<'_> {
-    fn set(&self, err: EngineError) {
-        let mut slot = self.error.lock().unwrap_or_else(PoisonError::into_inner);
-        if slot.is_none() {
-            *slot = Some(err);
-        }
-        drop(slot);
-        self.failed.store(true, Ordering::SeqCst);
-        self.pool.close();
-    }
-
-    fn failed(&self) -> bool {
-        self.failed.load(Ordering::SeqCst)
-    }
-
-    fn take(self) -> Option<EngineError> {
-        self.error
-            .into_inner()
-            .unwrap_or_else(PoisonError::into_inner)
-    }
-}
-
 /// Runs `plan`: writes the export into a staging directory, fsyncs it and
 /// renames it into `<ExportDirectory>/<ElementName>`.
 ///
@@ -190,10 +154,7 @@ pub fn execute(
         .map(|d| d.geometry.block_size)
         .max()
         .unwrap_or(1024 * 1024);
-    let buffers = BufferPool::new(
-        cfg.buffer_pool_bytes,
-        usize::try_from(max_block).unwrap_or(usize::MAX),
-    )?;
+    let (buffers, seg_len) = buffer_pool(cfg, u64::from(max_block), threads)?;
     control.checkpoint()?;
     let staging = Staging::begin(&plan.export_directory, &plan.element_name, plan.job_id)?;
     tracing::info!(
@@ -202,6 +163,7 @@ pub fn execute(
         bytes_to_read = plan.bytes_to_read(),
         threads,
         buffers = buffers.capacity(),
+        segment_len = seg_len,
         "export started"
     );
     let written = write_export(
@@ -209,8 +171,11 @@ pub fn execute(
         staging.vm_folder(),
         &plan.target_folder(),
         control,
-        &workers,
-        &buffers,
+        &Resources {
+            workers: &workers,
+            buffers: &buffers,
+            segment_len: seg_len,
+        },
     )?;
     control.checkpoint()?;
     let stale_staging_removed = staging.removed_stale().to_vec();
@@ -264,6 +229,7 @@ impl Written {
                 stored,
                 zero,
                 unchanged,
+                ..
             } = counts;
             let absent = plan.block_count().saturating_sub(plan.data_block_count());
             outcome.blocks_stored += stored;
@@ -297,12 +263,30 @@ impl Written {
     }
 }
 
-/// Block counters of one disk.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-struct Counts {
-    stored: u64,
-    zero: u64,
-    unchanged: u64,
+/// The shared resources of a run: the worker pool, the buffer pool and the
+/// segment length its buffers have.
+pub(crate) struct Resources<'r> {
+    pub(crate) workers: &'r rayon::ThreadPool,
+    pub(crate) buffers: &'r BufferPool,
+    pub(crate) segment_len: u64,
+}
+
+/// The buffer pool of `cfg` for blocks of at most `max_block` bytes, and
+/// the segment length its buffers have ([`crate::pipeline::segment_len`]).
+///
+/// # Errors
+/// `OutOfMemory` when the pool cannot hold one segment.
+pub(crate) fn buffer_pool(
+    cfg: &EngineConfig,
+    max_block: u64,
+    threads: usize,
+) -> Result<(BufferPool, u64), EngineError> {
+    let seg = segment_len(max_block, cfg.buffer_pool_bytes, threads);
+    let pool = BufferPool::new(
+        cfg.buffer_pool_bytes,
+        usize::try_from(seg).unwrap_or(usize::MAX),
+    )?;
+    Ok((pool, seg))
 }
 
 /// Writes the whole VM folder under `vm_folder` (the staging copy, to be
@@ -313,8 +297,7 @@ pub(crate) fn write_export(
     vm_folder: &Path,
     final_folder: &Path,
     control: &dyn ExportControl,
-    workers: &rayon::ThreadPool,
-    buffers: &BufferPool,
+    res: &Resources<'_>,
 ) -> Result<Written, EngineError> {
     let machines = vm_folder.join(VIRTUAL_MACHINES_DIR);
     let hard_disks = vm_folder.join(VIRTUAL_HARD_DISKS_DIR);
@@ -333,79 +316,58 @@ pub(crate) fn write_export(
         sha256: to_hex(&config_digest),
     };
 
-    let mut writers = Vec::with_capacity(plan.disks.len());
-    let mut stats = Vec::with_capacity(plan.disks.len());
-    for disk in &plan.disks {
-        writers.push(start_disk(disk, vm_folder, final_folder)?);
-        stats.push(DiskStats::new(disk)?);
-    }
     control.set_total(plan.bytes_to_read());
     let bytes_read = AtomicU64::new(0);
-    run_blocks(
-        plan,
-        &writers,
-        &stats,
+    let run = Run {
         control,
-        workers,
-        buffers,
-        &bytes_read,
-    )?;
+        workers: res.workers,
+        buffers: res.buffers,
+        bytes_read: &bytes_read,
+        segment_len: res.segment_len,
+    };
+    let (blocks, unchanged) = fallback_pass(plan, &run)?;
 
-    let sizes = workers.install(|| {
-        writers
+    let mut sinks = Vec::with_capacity(plan.disks.len());
+    let mut lanes = Vec::with_capacity(plan.disks.len());
+    for (disk, blocks) in plan.disks.iter().zip(&blocks) {
+        let planned = blocks.iter().map(|b| b.index).collect();
+        let output = DiskOutput::create(disk, planned, vm_folder, final_folder)?;
+        sinks.push(Ordered::new(output));
+        lanes.push(Lane {
+            disk,
+            blocks,
+            // A fallback disk's progress was counted by its first pass.
+            progress: disk.fallback_reason().is_none(),
+            zeros: zeros_of(disk),
+        });
+    }
+    run.execute(&lanes, &sinks)?;
+    let finished = res.workers.install(|| {
+        sinks
             .into_par_iter()
-            .map(DiskWriter::finish)
-            .collect::<Result<Vec<u64>, OutputError>>()
-    })?;
-    let outputs: Vec<PathBuf> = plan
-        .disks
-        .iter()
-        .map(|d| vm_folder.join(d.output_relative_path()))
-        .collect();
-    let file_digests = workers.install(|| {
-        outputs
-            .par_iter()
-            .map(|path| hash_output(path, control, buffers))
-            .collect::<Result<Vec<(Sha256Digest, u64)>, EngineError>>()
+            .map(|s| s.into_inner().finish())
+            .collect::<Result<Vec<FinishedDisk>, EngineError>>()
     })?;
 
     let mut disks = Vec::with_capacity(plan.disks.len());
     let mut bytes_written = config_size;
-    for (((disk, stat), size), (digest, hashed_len)) in
-        plan.disks.iter().zip(stats).zip(sizes).zip(file_digests)
+    for (((disk, mut done), unchanged), blocks) in
+        plan.disks.iter().zip(finished).zip(unchanged).zip(&blocks)
     {
-        if hashed_len != size {
-            tracing::warn!(
-                disk = %disk.instance_id,
-                finish_size = size,
-                hashed_len,
-                "output size reported by the builder differs from the file length"
-            );
-        }
-        let counts = Counts {
-            stored: stat.stored.into_inner(),
-            zero: stat.zero.into_inner(),
-            unchanged: stat.unchanged.into_inner(),
-        };
-        bytes_written += stat.stored_bytes.into_inner();
-        let digests = stat
-            .digests
-            .into_inner()
-            .unwrap_or_else(PoisonError::into_inner);
-        if let Some(expected) = disk.expected_content {
-            let actual = content_digest(&digests);
-            if actual != expected {
-                return Err(RestoreError::ContentDigestMismatch {
-                    disk: disk.instance_id.clone(),
-                    expected: to_hex(&expected),
-                    actual: to_hex(&actual),
-                }
-                .into());
+        done.counts.unchanged = unchanged;
+        bytes_written += done.counts.stored_bytes + done.digests_size;
+        if let Some(expected) = disk.expected_content
+            && done.content_digest != expected
+        {
+            return Err(RestoreError::ContentDigestMismatch {
+                disk: disk.instance_id.clone(),
+                expected: to_hex(&expected),
+                actual: to_hex(&done.content_digest),
             }
+            .into());
         }
-        let output_path = vm_folder.join(disk.output_relative_path());
-        let record = disk_record(disk, &digests, hashed_len, &digest, &output_path, counts)?;
-        disks.push((record, counts));
+        let counts = done.counts;
+        disks.push((disk_record(disk, blocks, &done), counts));
     }
 
     let manifest = Manifest {
@@ -447,12 +409,12 @@ pub(crate) fn write_export(
         (config.path.clone(), config.sha256.clone()),
         (MANIFEST_FILE.to_owned(), to_hex(&manifest_digest)),
     ];
-    sums.extend(
-        manifest
-            .disks
-            .iter()
-            .map(|d| (d.output.path.clone(), d.output.sha256.clone())),
-    );
+    for d in &manifest.disks {
+        sums.push((d.output.path.clone(), d.output.sha256.clone()));
+        if let Some(digests) = &d.digests {
+            sums.push((digests.path.clone(), digests.sha256.clone()));
+        }
+    }
     let sums_text = render_checksums(&sums);
     let (_, sums_size) = write_file_synced(
         &vm_folder.join(CHECKSUMS_FILE),
@@ -470,314 +432,86 @@ pub(crate) fn write_export(
     })
 }
 
-impl DiskStats {
-    /// Digests preset to what blocks that are not read keep: the zero
-    /// digest (dynamic output) or the base's digest (differencing output).
-    fn new(disk: &DiskPlan) -> Result<DiskStats, EngineError> {
-        let g = &disk.geometry;
-        let zeros = ZeroDigests::new(g.virtual_size, u64::from(g.block_size));
-        let count = usize::try_from(g.block_count()).unwrap_or(usize::MAX);
-        let mut digests = Vec::new();
-        digests
-            .try_reserve_exact(count)
-            .map_err(|_| crate::pool::PoolError::Allocation {
-                bytes: count.saturating_mul(32),
-            })?;
-        match disk.mode.parent() {
-            Some(parent) => digests.extend(parent.digests.iter().take(count).copied()),
-            None => {
-                digests.resize(count, zeros.for_len(u64::from(g.block_size)));
-                if let Some(last) = digests.last_mut() {
-                    *last = zeros.for_len(g.block_len(g.block_count().saturating_sub(1)));
-                }
-            }
-        }
-        Ok(DiskStats {
-            unchanged: AtomicU64::new(0),
-            zeros,
-            digests: Mutex::new(digests),
-            stored: AtomicU64::new(0),
-            stored_bytes: AtomicU64::new(0),
-            zero: AtomicU64::new(0),
-        })
-    }
+/// The zero digests of `disk`'s block size.
+fn zeros_of(disk: &DiskPlan) -> ZeroDigests {
+    ZeroDigests::new(
+        disk.geometry.virtual_size,
+        u64::from(disk.geometry.block_size),
+    )
 }
 
-/// Creates the output VHDX of `disk` inside `vm_folder` (a differencing
-/// output's relative parent path is computed from `final_folder`, where the
-/// commit moves it).
-fn start_disk<'p>(
-    disk: &DiskPlan,
-    vm_folder: &Path,
-    final_folder: &Path,
-) -> Result<DiskWriter<'p>, OutputError> {
-    let path = vm_folder.join(disk.output_relative_path());
-    let final_path = final_folder.join(disk.output_relative_path());
-    let g = &disk.geometry;
-    let opts = CreateOptions {
-        virtual_size: g.virtual_size,
-        block_size: g.block_size,
-        logical_sector_size: g.logical_sector_size,
-        physical_sector_size: g.physical_sector_size,
-        virtual_disk_id: g.virtual_disk_id,
-        data_write_guid: Some(disk.output_data_write_guid),
-        creator: format!("{TOOL_NAME} {}", env!("CARGO_PKG_VERSION")),
-    };
-    let kind = match disk.mode.parent() {
-        Some(parent) => BuilderKind::Differencing {
-            parent_path: parent.path.clone(),
-            parent_data_write_guid: parent.data_write_guid,
-        },
-        None => BuilderKind::Dynamic,
-    };
-    let builder = ImageBuilder::create_for(&path, &final_path, &opts, kind).map_err(|cause| {
-        OutputError::Create {
-            disk: disk.instance_id.clone(),
-            path: path.clone(),
-            cause: Box::new(cause),
-        }
-    })?;
-    Ok(DiskWriter::new(
-        &disk.instance_id,
-        &path,
-        u64::from(g.block_size),
-        builder,
-    ))
-}
-
-/// `(disk, position)` of every data block, interleaved across disks
-/// (position 0 of each disk, then position 1, ...).
-fn interleaved(disks: &[DiskPlan]) -> impl Iterator<Item = (usize, usize)> + '_ {
-    let longest = disks.iter().map(|d| d.blocks.len()).max().unwrap_or(0);
-    (0..longest).flat_map(move |pos| {
-        disks
-            .iter()
-            .enumerate()
-            .filter(move |(_, d)| pos < d.blocks.len())
-            .map(move |(i, _)| (i, pos))
-    })
-}
-
-/// The block pipeline (see the module docs).
-fn run_blocks<'p>(
+/// The tracking fallback's first pass: for every disk under the fallback,
+/// reads and hashes its planned blocks and keeps those whose digest differs
+/// from the base export's. Returns the blocks each disk's output holds and,
+/// per disk, how many were found unchanged.
+fn fallback_pass(
     plan: &ExportPlan,
-    writers: &[DiskWriter<'p>],
-    stats: &[DiskStats],
-    control: &dyn ExportControl,
-    workers: &rayon::ThreadPool,
-    buffers: &'p BufferPool,
-    bytes_read: &AtomicU64,
-) -> Result<(), EngineError> {
-    let first_error = FirstError {
-        error: Mutex::new(None),
-        failed: AtomicBool::new(false),
-        pool: buffers,
-    };
-    let errors = &first_error;
-    workers.in_place_scope(|scope| {
-        for (d, position) in interleaved(&plan.disks) {
-            if errors.failed() {
-                break;
-            }
-            if let Err(stop) = control.checkpoint() {
-                errors.set(stop.into());
-                break;
-            }
-            let buffer = match buffers.acquire() {
-                Ok(b) => b,
-                Err(e) => {
-                    errors.set(e.into());
-                    break;
-                }
-            };
-            let (Some(disk), Some(writer), Some(stat)) =
-                (plan.disks.get(d), writers.get(d), stats.get(d))
-            else {
-                break;
-            };
-            let Some(block) = disk.blocks.get(position) else {
-                break;
-            };
-            scope.spawn(move |_| {
-                if errors.failed() {
-                    return;
-                }
-                let job = BlockJob {
-                    disk,
-                    writer,
-                    stat,
-                    block,
-                    position,
-                };
-                match job.run(buffer, control, bytes_read) {
-                    Ok(()) => {}
-                    Err(e) => errors.set(e),
-                }
-            });
+    run: &Run<'_, '_>,
+) -> Result<(Vec<Vec<DataBlock>>, Vec<u64>), EngineError> {
+    let fallback: Vec<(usize, &DiskPlan)> = plan
+        .disks
+        .iter()
+        .enumerate()
+        .filter(|(_, d)| matches!(d.mode, DiskMode::Fallback { .. }))
+        .collect();
+    let mut blocks: Vec<Vec<DataBlock>> = plan.disks.iter().map(|d| d.blocks.clone()).collect();
+    let mut unchanged = vec![0u64; plan.disks.len()];
+    if fallback.is_empty() {
+        return Ok((blocks, unchanged));
+    }
+    let mut lanes = Vec::with_capacity(fallback.len());
+    let mut sinks = Vec::with_capacity(fallback.len());
+    for (_, disk) in &fallback {
+        let Some(parent) = disk.mode.parent() else {
+            continue;
+        };
+        lanes.push(Lane {
+            disk,
+            blocks: &disk.blocks,
+            progress: true,
+            zeros: zeros_of(disk),
+        });
+        sinks.push(Ordered::new(Comparison::new(disk, parent)));
+    }
+    run.execute(&lanes, &sinks)?;
+    for ((i, disk), sink) in fallback.into_iter().zip(sinks) {
+        let compared = sink.into_inner();
+        if let (Some(slot), Some(count)) = (blocks.get_mut(i), unchanged.get_mut(i)) {
+            *slot = compared
+                .differing
+                .iter()
+                .filter_map(|p| disk.blocks.get(*p).cloned())
+                .collect();
+            *count = compared.unchanged;
         }
-    });
-    match first_error.take() {
-        Some(e) => Err(e),
-        None => Ok(()),
     }
+    Ok((blocks, unchanged))
 }
 
-/// One data block: read, zero-detect or hash, record, hand to the writer.
-struct BlockJob<'a, 'p> {
-    disk: &'a DiskPlan,
-    writer: &'a DiskWriter<'p>,
-    stat: &'a DiskStats,
-    block: &'a DataBlock,
-    position: usize,
-}
-
-impl<'p> BlockJob<'_, 'p> {
-    fn run(
-        self,
-        mut buffer: PooledBuffer<'p>,
-        control: &dyn ExportControl,
-        bytes_read: &AtomicU64,
-    ) -> Result<(), EngineError> {
-        let bs = u64::from(self.disk.geometry.block_size);
-        read_block(
-            &self.disk.chain,
-            &self.disk.instance_id,
-            bs,
-            self.block,
-            buffer.as_mut_slice(),
-        )?;
-        let len = usize::try_from(self.block.length).unwrap_or(usize::MAX);
-        let data = buffer.as_slice().get(..len).unwrap_or_default();
-        let zero = is_zero(data);
-        let digest = if zero {
-            self.stat.zeros.for_len(self.block.length)
-        } else {
-            sha256(data)
-        };
-        {
-            let mut digests = self
-                .stat
-                .digests
-                .lock()
-                .unwrap_or_else(PoisonError::into_inner);
-            let slot = usize::try_from(self.block.index)
-                .ok()
-                .and_then(|i| digests.get_mut(i));
-            if let Some(slot) = slot {
-                *slot = digest;
-            }
-        }
-        let read = self.block.bytes_to_read();
-        bytes_read.fetch_add(read, Ordering::Relaxed);
-        control.add_progress(read);
-        let unchanged = match &self.disk.mode {
-            DiskMode::Fallback { parent, .. } => usize::try_from(self.block.index)
-                .ok()
-                .and_then(|i| parent.digests.get(i))
-                .is_some_and(|base| *base == digest),
-            DiskMode::Full { .. } | DiskMode::Tracked { .. } => false,
-        };
-        let payload = if unchanged {
-            self.stat.unchanged.fetch_add(1, Ordering::Relaxed);
-            BlockPayload::Skip
-        } else if zero {
-            self.stat.zero.fetch_add(1, Ordering::Relaxed);
-            match self.disk.mode {
-                DiskMode::Full { .. } => BlockPayload::Skip,
-                DiskMode::Tracked { .. } | DiskMode::Fallback { .. } => BlockPayload::Zero,
-            }
-        } else {
-            self.stat.stored.fetch_add(1, Ordering::Relaxed);
-            self.stat
-                .stored_bytes
-                .fetch_add(self.block.length, Ordering::Relaxed);
-            BlockPayload::Store(buffer)
-        };
-        self.writer
-            .submit(self.position, self.block.index, len, payload)?;
-        Ok(())
-    }
-}
-
-/// Why hashing an output file stopped.
-enum HashStop {
-    Io(std::io::Error),
-    Interrupted(Interrupted),
-}
-
-impl From<std::io::Error> for HashStop {
-    fn from(e: std::io::Error) -> Self {
-        HashStop::Io(e)
-    }
-}
-
-/// Whole-file SHA-256 of an output, by a sequential re-read through a pool
-/// buffer; checks for cancellation between chunks.
-fn hash_output(
-    path: &Path,
-    control: &dyn ExportControl,
-    buffers: &BufferPool,
-) -> Result<(Sha256Digest, u64), EngineError> {
-    let mut buffer = buffers.acquire()?;
-    let result = file_digest(path, buffer.as_mut_slice(), || {
-        control.checkpoint().map_err(HashStop::Interrupted)
-    });
-    match result {
-        Ok(r) => Ok(r),
-        Err(HashStop::Interrupted(i)) => Err(i.into()),
-        Err(HashStop::Io(e)) => Err(file_err("hash output file", path)(e).into()),
-    }
-}
-
-/// The manifest record of `disk`; `output_path` is the finished output
-/// (read back for a differencing output's parent locator).
-fn disk_record(
-    disk: &DiskPlan,
-    digests: &[Sha256Digest],
-    size: u64,
-    file_digest: &Sha256Digest,
-    output_path: &Path,
-    counts: Counts,
-) -> Result<DiskRecord, OutputError> {
+/// The manifest record of `disk`, whose output holds `blocks`.
+fn disk_record(disk: &DiskPlan, blocks: &[DataBlock], done: &FinishedDisk) -> DiskRecord {
     let g = &disk.geometry;
     let bs = u64::from(g.block_size);
+    let counts = done.counts;
     let (kind, parent) = match disk.mode.parent() {
         None => (OUTPUT_KIND_DYNAMIC, None),
-        Some(parent) => {
-            let file = VhdxFile::open(output_path).map_err(|cause| OutputError::Finish {
-                disk: disk.instance_id.clone(),
-                path: output_path.to_path_buf(),
-                cause: Box::new(cause),
-            })?;
-            let relative_path = file
-                .parent_locator()
-                .and_then(|l| l.relative_path())
-                .unwrap_or_default()
-                .to_owned();
-            (
-                OUTPUT_KIND_DIFFERENCING,
-                Some(ParentRecord {
-                    path: parent.path.to_string_lossy().into_owned(),
-                    relative_path,
-                    data_write_guid: guid_upper(parent.data_write_guid),
-                    content_digest: to_hex(&parent.content_digest),
-                }),
-            )
-        }
+        Some(parent) => (
+            OUTPUT_KIND_DIFFERENCING,
+            Some(ParentRecord {
+                path: parent.path.to_string_lossy().into_owned(),
+                relative_path: done.parent_relative_path.clone().unwrap_or_default(),
+                data_write_guid: guid_upper(parent.data_write_guid),
+                content_digest: to_hex(&parent.content_digest),
+            }),
+        ),
     };
     let changed: Vec<(u64, u64)> = match &disk.mode {
         DiskMode::Full { .. } => disk.allocated.clone(),
         DiskMode::Tracked { ranges, .. } => ranges.clone(),
-        DiskMode::Fallback { parent, .. } => coalesce(
-            digests
+        DiskMode::Fallback { .. } => coalesce(
+            blocks
                 .iter()
-                .zip(&parent.digests)
-                .enumerate()
-                .filter(|(_, (now, base))| now != base)
-                .map(|(i, _)| {
-                    let index = i as u64;
-                    (index * bs, g.block_len(index))
-                })
+                .map(|b| (b.index * bs, g.block_len(b.index)))
                 .collect(),
         ),
     };
@@ -789,7 +523,7 @@ fn disk_record(
         }),
         _ => None,
     };
-    Ok(DiskRecord {
+    DiskRecord {
         instance_id: disk.instance_id.clone(),
         virtual_disk_id: guid_upper(g.virtual_disk_id),
         virtual_size: g.virtual_size,
@@ -807,16 +541,21 @@ fn disk_record(
             .collect(),
         output: OutputRecord {
             path: disk.output_relative_path(),
-            size,
-            sha256: to_hex(file_digest),
+            size: done.size,
+            sha256: to_hex(&done.sha256),
             data_write_guid: guid_upper(disk.output_data_write_guid),
             kind: kind.to_owned(),
         },
         changed_ranges: changed.iter().map(|(o, l)| [*o, *l]).collect(),
-        content_digest: to_hex(&content_digest(digests)),
-        block_digests: digests.iter().map(to_hex).collect(),
+        content_digest: to_hex(&done.content_digest),
+        digests: Some(FileRecord {
+            path: disk.digests_relative_path(),
+            size: done.digests_size,
+            sha256: to_hex(&done.content_digest),
+        }),
+        block_digests: Vec::new(),
         parent,
         fallback,
         full_reason: disk.full_reason().map(str::to_owned),
-    })
+    }
 }

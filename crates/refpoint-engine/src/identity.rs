@@ -33,6 +33,22 @@ pub fn export_data_write_guid(reference_point_instance_id: &str, disk_instance_i
     uuid::Builder::from_custom_bytes(bytes).into_uuid()
 }
 
+/// The `FileWriteGuid` (MS-VHDX §2.2.2) of an exported file whose
+/// `DataWriteGuid` is `data_write_guid`: derived the same way, from the
+/// `DataWriteGuid` alone, so that exporting a reference point twice gives
+/// byte-identical files (same SHA-256).
+#[must_use]
+pub fn export_file_write_guid(data_write_guid: Uuid) -> Uuid {
+    let mut hasher = Sha256::new();
+    hasher.update(EXPORT_DATA_WRITE_NAMESPACE.as_bytes());
+    hasher.update(b"FileWriteGuid");
+    hasher.update(data_write_guid.as_bytes());
+    let digest: [u8; 32] = hasher.finalize().into();
+    let mut bytes = [0u8; 16];
+    bytes.copy_from_slice(digest.get(..16).unwrap_or(&[0; 16]));
+    uuid::Builder::from_custom_bytes(bytes).into_uuid()
+}
+
 /// Hyper-V's textual GUID form: upper-case, hyphenated, no braces.
 #[must_use]
 pub fn guid_upper(guid: Uuid) -> String {

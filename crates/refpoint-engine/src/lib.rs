@@ -31,7 +31,7 @@
 //! `warnings` record it). A disk the base export does not hold (or whose
 //! geometry changed) is exported full inside the differential export
 //! (`full_reason`); `removed_disks` lists the base's disks the target lost.
-//! The manifest's `block_digests` always cover the whole target disk:
+//! The block digests (the sidecar) always cover the whole target disk:
 //! unchanged blocks carry the base manifest's digests, so the content digest
 //! of the target is known without reading the base. Any export of a
 //! reference point (full, differential, synthetic full) gives a disk's file
@@ -47,29 +47,36 @@
 //! <ExportDirectory>/<VM ElementName>/
 //!   Virtual Machines/<VM GUID upper>.xml    settings at the reference point (verbatim)
 //!   Virtual Hard Disks/<file_stem>.vhdx      each disk's chain flattened into one sparse dynamic VHDX
+//!   <file_stem>.vhdx.digests                 binary SHA-256 of every block, 32 bytes each
 //!   refpoint-export.json                     manifest (below)
-//!   SHA256SUMS                               "<hex>  <path>" for the three kinds of file above
+//!   SHA256SUMS                               "<hex>  <path>" for every file above
 //! ```
 //!
 //! The output VHDX keeps the virtual size, logical/physical sector sizes and
 //! virtual disk ID of the leaf and the **block size of the base layer** (see
-//! [`source`](OutputGeometry) for why); blocks the chain maps to zero are not
-//! read, blocks read as all-zero are not stored (both read as zero in a
-//! dynamic VHDX). Its `DataWriteGuid` is derived from the reference point's
-//! and the disk's `InstanceID`s ([`export_data_write_guid`]). Data blocks
-//! are written in ascending block order, so the layout does not depend on
-//! thread timing.
+//! [`source`](OutputGeometry) for why). It is written in one pass, front to
+//! back, and never read back (`refpoint_vhdx::SequentialImage`): every block
+//! the chain maps to data gets a payload slot at plan time, in ascending
+//! block order, so header, metadata and BAT precede the payload and the
+//! file's SHA-256 is computed while it is written. Blocks the chain maps to
+//! zero are neither read nor stored (NOT_PRESENT); a planned block that
+//! reads all-zero stays FULLY_PRESENT over a sparse hole (no disk space,
+//! reads zeros, also in a differencing output); so does any 64 KiB run of
+//! zeros inside a block. Its `DataWriteGuid` is derived from the reference
+//! point's and the disk's `InstanceID`s ([`export_data_write_guid`]) and its
+//! `FileWriteGuid` from that ([`export_file_write_guid`]): two exports of a
+//! reference point are byte-identical.
 //!
 //! `SHA256SUMS` is GNU `sha256sum` text format with paths relative to the VM
 //! folder (spaces are fine; names with `\` or control characters are refused
 //! at validation), so `cd <VM folder> && sha256sum -c SHA256SUMS` checks an
 //! export with standard tools.
 //!
-//! # Manifest `refpoint-export.json` (format `refpoint-export/1`)
+//! # Manifest `refpoint-export.json` (format `refpoint-export/2`)
 //!
 //! ```json
 //! {
-//!   "format": "refpoint-export/1",
+//!   "format": "refpoint-export/2",
 //!   "tool": { "name": "refpoint-engine", "version": "0.1.0" },
 //!   "job_id": "<GUID>",
 //!   "export_type": "full",
@@ -88,8 +95,10 @@
 //!     "output": { "path": "Virtual Hard Disks/<stem>.vhdx", "size": 123, "sha256": "<hex>",
 //!                 "data_write_guid": "<GUID>", "kind": "dynamic" },
 //!     "changed_ranges": [[offset, length], ...],   // full export: allocated byte ranges, coalesced
-//!     "block_digests": ["<hex>", ...],             // SHA-256 of EVERY block, zero blocks included
+//!     "digests": { "path": "<stem>.vhdx.digests", "size": 32·blocks, "sha256": "<hex>" },
+//!                                                  // binary SHA-256 of EVERY block, zero blocks included
 //!     "content_digest": "<hex>"                    // SHA-256 over the concatenated binary block digests
+//!                                                  // = the digests file's SHA-256
 //!   }]
 //! }
 //! ```
@@ -113,6 +122,10 @@
 //! no timestamps: the manifest of a reference point is reproducible except
 //! for `job_id`.
 //!
+//! Format `refpoint-export/1` (before the digest sidecar) listed the block
+//! digests inline as `"block_digests": ["<hex>", ...]`; such exports are
+//! still read as bases, verified and restored ([`read_block_digests`]).
+//!
 //! # Commit
 //!
 //! Everything is written under `<ExportDirectory>/.refpoint-staging-<job>/`,
@@ -130,11 +143,14 @@ mod collection_verify;
 mod control;
 mod differential;
 mod digest;
+mod disk_output;
 mod error;
 mod execute;
 mod identity;
+mod image_scan;
 pub mod manifest;
 mod output;
+mod pipeline;
 mod plan;
 mod pool;
 mod request;
@@ -143,8 +159,9 @@ mod source;
 mod staging;
 mod verify;
 mod verify_chain;
+mod writeback;
 
-pub use base::BaseError;
+pub use base::{BaseError, record_digests as read_block_digests};
 pub use collection::{
     CollectionExportRequest, CollectionOutcome, CollectionPlan, execute_collection, plan_collection,
 };
@@ -156,9 +173,12 @@ pub use collection_verify::{is_collection_export, verify_collection};
 pub use control::{EngineConfig, ExportControl, Interrupted, Unattended};
 pub use differential::DifferentialError;
 pub use digest::{Sha256Digest, content_digest, sha256, zero_digest};
+pub use disk_output::DIGESTS_SUFFIX;
 pub use error::{EngineError, ErrorContext, ErrorDetail, ErrorKind};
 pub use execute::{ExportOutcome, ExportedDisk, TOOL_NAME, execute};
-pub use identity::{EXPORT_DATA_WRITE_NAMESPACE, export_data_write_guid, guid_upper};
+pub use identity::{
+    EXPORT_DATA_WRITE_NAMESPACE, export_data_write_guid, export_file_write_guid, guid_upper,
+};
 pub use output::OutputError;
 pub use plan::{
     CHECKSUMS_FILE, DiskPlan, ExportPlan, MANIFEST_FILE, VIRTUAL_HARD_DISKS_DIR,

@@ -11,8 +11,12 @@ use serde::{Deserialize, Serialize};
 
 use crate::request::ReferencePointIdentity;
 
-/// Value of [`Manifest::format`].
-pub const MANIFEST_FORMAT: &str = "refpoint-export/1";
+/// Value of [`Manifest::format`] written by this version: block digests in
+/// a sidecar file per disk ([`DiskRecord::digests`]).
+pub const MANIFEST_FORMAT: &str = "refpoint-export/2";
+/// The previous format, still read: block digests inline as hex
+/// ([`DiskRecord::block_digests`]).
+pub const MANIFEST_FORMAT_V1: &str = "refpoint-export/1";
 
 /// Value of [`OutputRecord::kind`] for a dynamic VHDX (full export, a disk
 /// added since the base, a synthetic full).
@@ -188,8 +192,14 @@ pub struct DiskRecord {
     /// Differencing output: the ranges change tracking reported between the
     /// base and the target; after a fallback, the blocks whose digest differed.
     pub changed_ranges: Vec<[u64; 2]>,
-    /// Hex SHA-256 of every block of the virtual disk (`block_size` bytes,
-    /// the last one possibly short), zero blocks included.
+    /// Format 2: the block-digest sidecar (binary SHA-256 of every block of
+    /// the virtual disk, `block_size` bytes each, the last one possibly
+    /// short, zero blocks included; 32 bytes per block, no header). Its
+    /// SHA-256 equals `content_digest`.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub digests: Option<FileRecord>,
+    /// Format 1 only: the same digests inline, as hex (absent in format 2).
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
     pub block_digests: Vec<String>,
     /// Hex SHA-256 over the concatenated binary `block_digests`.
     pub content_digest: String,
@@ -222,9 +232,9 @@ impl Manifest {
     /// A message naming the JSON error or the unknown format.
     pub fn from_json(text: &str) -> Result<Manifest, String> {
         let manifest: Manifest = serde_json::from_str(text).map_err(|e| e.to_string())?;
-        if manifest.format != MANIFEST_FORMAT {
+        if manifest.format != MANIFEST_FORMAT && manifest.format != MANIFEST_FORMAT_V1 {
             return Err(format!(
-                "format {:?} is not {MANIFEST_FORMAT:?}",
+                "format {:?} is neither {MANIFEST_FORMAT:?} nor {MANIFEST_FORMAT_V1:?}",
                 manifest.format
             ));
         }

@@ -68,6 +68,12 @@ impl DiskPlan {
     pub fn output_relative_path(&self) -> String {
         format!("{VIRTUAL_HARD_DISKS_DIR}/{}", self.file_name)
     }
+    /// The block-digest sidecar relative to the VM folder:
+    /// `<output file name>.digests` (see [`crate::DIGESTS_SUFFIX`]).
+    #[must_use]
+    pub fn digests_relative_path(&self) -> String {
+        format!("{}{}", self.file_name, crate::disk_output::DIGESTS_SUFFIX)
+    }
     /// True when the output is a differencing VHDX whose parent is the base
     /// export's file of the disk.
     #[must_use]

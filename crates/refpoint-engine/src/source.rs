@@ -307,47 +307,54 @@ impl DataBlock {
     }
 }
 
-/// Reads `block` of the virtual disk into `buf` (exactly `block.length`
-/// bytes): pieces by positioned reads from their layer, gaps zero-filled.
+/// Reads bytes `[from, from + buf.len())` of `block` of the virtual disk
+/// into `buf` (the range must lie inside the block's `length`): the parts of
+/// its pieces inside the range by positioned reads from their layer, gaps
+/// zero-filled. Returns the source bytes read.
 ///
 /// # Errors
-/// [`SourceError::Read`] naming the block and the virtual offset.
-pub(crate) fn read_block(
+/// [`SourceError::Read`] naming the block and the virtual offset;
+/// [`SourceError::BufferTooSmall`] when the range runs past the block.
+pub(crate) fn read_block_range(
     chain: &Chain,
     disk: &str,
     block_size: u64,
     block: &DataBlock,
+    from: u64,
     buf: &mut [u8],
-) -> Result<(), SourceError> {
+) -> Result<u64, SourceError> {
     let block_start = block.index.saturating_mul(block_size);
-    if (buf.len() as u64) < block.length {
+    let to = from.saturating_add(buf.len() as u64);
+    if to > block.length {
         return Err(SourceError::BufferTooSmall {
             disk: disk.to_owned(),
             block: block.index,
-            needed: block.length,
-            have: buf.len(),
+            needed: to,
+            have: usize::try_from(block.length).unwrap_or(usize::MAX),
         });
     }
     let mut cursor = 0usize;
+    let mut read = 0u64;
     for piece in &block.pieces {
-        let read_error = |cause| SourceError::Read {
-            disk: disk.to_owned(),
-            block: block.index,
-            offset: block_start.saturating_add(piece.offset_in_block),
-            cause: Box::new(cause),
-        };
-        let start = usize::try_from(piece.offset_in_block).unwrap_or(usize::MAX);
-        let end = usize::try_from(piece.offset_in_block.saturating_add(piece.length))
-            .unwrap_or(usize::MAX);
+        let p_start = piece.offset_in_block.max(from);
+        let p_end = piece.offset_in_block.saturating_add(piece.length).min(to);
+        if p_start >= p_end {
+            continue;
+        }
+        let start = usize::try_from(p_start - from).unwrap_or(usize::MAX);
+        let end = usize::try_from(p_end - from).unwrap_or(usize::MAX);
         if let Some(gap) = buf.get_mut(cursor..start) {
             gap.fill(0);
         }
+        let virtual_offset = block_start.saturating_add(p_start);
         let extent = Extent {
-            virtual_offset: block_start.saturating_add(piece.offset_in_block),
-            length: piece.length,
+            virtual_offset,
+            length: p_end - p_start,
             source: ExtentSource::Layer {
                 layer: piece.layer,
-                file_offset: piece.file_offset,
+                file_offset: piece
+                    .file_offset
+                    .saturating_add(p_start - piece.offset_in_block),
             },
         };
         let buf_len = buf.len();
@@ -359,14 +366,21 @@ pub(crate) fn read_block(
                 have: buf_len,
             });
         };
-        chain.read_extent(&extent, dst).map_err(read_error)?;
+        chain
+            .read_extent(&extent, dst)
+            .map_err(|cause| SourceError::Read {
+                disk: disk.to_owned(),
+                block: block.index,
+                offset: virtual_offset,
+                cause: Box::new(cause),
+            })?;
+        read += p_end - p_start;
         cursor = end;
     }
-    let len = usize::try_from(block.length).unwrap_or(usize::MAX);
-    if let Some(tail) = buf.get_mut(cursor..len) {
+    if let Some(tail) = buf.get_mut(cursor..) {
         tail.fill(0);
     }
-    Ok(())
+    Ok(read)
 }
 
 /// The planned shape of one disk: its data blocks (ascending) and its

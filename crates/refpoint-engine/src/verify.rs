@@ -1,7 +1,10 @@
 //! Verifying an export without the sources: `SHA256SUMS` recomputed (missing,
 //! unlisted and mismatching files), the manifest cross-checked against the
-//! files, and every exported VHDX re-read through `refpoint-vhdx` block by
-//! block and compared with the manifest's block digests and content digest.
+//! files, and every block digest of every exported VHDX recomputed and
+//! compared with the listed digests and the content digest. Each file is
+//! read once: an exported VHDX by an image scan that computes its file
+//! SHA-256 and its block digests from the same buffers
+//! (`image_scan`), files in parallel.
 //!
 //! Corruption is reported, not raised: the result names each file and what
 //! is wrong with it (block index and byte offset for content). An
@@ -21,12 +24,12 @@ use std::path::{Path, PathBuf};
 use rayon::prelude::*;
 use refpoint_vhdx::{Chain, ExtentSource};
 use serde::Serialize;
+use sha2::{Digest, Sha256};
 
-use crate::digest::{
-    Sha256Digest, ZeroDigests, content_digest, file_digest, from_hex, sha256, to_hex,
-};
+use crate::digest::{Sha256Digest, ZeroDigests, content_digest, file_digest, to_hex};
 use crate::error::{EngineError, ErrorContext, ErrorKind, io_kind};
 use crate::identity::guid_upper;
+use crate::image_scan::{ImageScan, scan_image};
 use crate::manifest::{
     DiskRecord, Manifest, OUTPUT_KIND_DIFFERENCING, is_contained, parse_checksums,
 };
@@ -409,16 +412,39 @@ pub(crate) fn verify_folder(folder: &Path) -> Result<FolderReport, EngineError> 
     };
     findings.checked(CHECKSUMS_FILE);
 
-    // Hash every listed, present, contained file (in parallel).
+    // Read every listed, present, contained file once (in parallel): the
+    // manifest's disk outputs by an image scan that also gives their block
+    // digests, the others by a plain hash.
+    let outputs = output_paths(folder);
     let to_hash: Vec<&str> = sums
         .iter()
         .map(|(p, _)| p.as_str())
         .filter(|p| is_contained(p) && present.contains(*p))
         .collect();
-    let hashed: BTreeMap<String, (Sha256Digest, u64)> = to_hash
+    let read: Vec<(String, (Sha256Digest, u64), Option<Scanned>)> = to_hash
         .par_iter()
-        .map(|p| hash_file(&folder.join(p)).map(|h| ((*p).to_owned(), h)))
+        .map(|p| {
+            let path = folder.join(p);
+            if outputs.contains(*p) {
+                let scan = scan_image(&path);
+                let hash = match &scan {
+                    Ok(s) => (s.sha256, s.len),
+                    Err(_) => hash_file(&path)?,
+                };
+                Ok(((*p).to_owned(), hash, Some(scan)))
+            } else {
+                Ok(((*p).to_owned(), hash_file(&path)?, None))
+            }
+        })
         .collect::<Result<_, VerifyError>>()?;
+    let mut hashed: BTreeMap<String, (Sha256Digest, u64)> = BTreeMap::new();
+    let mut scans: Scans = BTreeMap::new();
+    for (path, hash, scan) in read {
+        if let Some(scan) = scan {
+            scans.insert(path.clone(), scan);
+        }
+        hashed.insert(path, hash);
+    }
 
     for (path, expected) in &sums {
         findings.checked(path);
@@ -446,7 +472,7 @@ pub(crate) fn verify_folder(folder: &Path) -> Result<FolderReport, EngineError> 
         }
     }
 
-    verify_manifest(folder, &present, &hashed, &mut findings)?;
+    verify_manifest(folder, &present, &hashed, &scans, &mut findings)?;
 
     Ok(findings.into_report(folder))
 }
@@ -485,11 +511,28 @@ impl FolderReport {
     }
 }
 
-/// Cross-checks the manifest against the files and re-reads every image.
+/// An image scan's result, or why the file is not a readable image.
+pub(crate) type Scanned = Result<ImageScan, String>;
+/// Image scans by path relative to the VM folder.
+type Scans = BTreeMap<String, Scanned>;
+
+/// The disk output paths the folder's manifest names (empty when it does
+/// not parse: the manifest check reports that).
+fn output_paths(folder: &Path) -> BTreeSet<String> {
+    fs::read_to_string(folder.join(MANIFEST_FILE))
+        .ok()
+        .and_then(|t| Manifest::from_json(&t).ok())
+        .map(|m| m.disks.into_iter().map(|d| d.output.path).collect())
+        .unwrap_or_default()
+}
+
+/// Cross-checks the manifest against the files and the images' block
+/// digests against the listed ones.
 fn verify_manifest(
     folder: &Path,
     present: &BTreeSet<String>,
     hashed: &BTreeMap<String, (Sha256Digest, u64)>,
+    scans: &Scans,
     findings: &mut Findings,
 ) -> Result<(), EngineError> {
     findings.checked(MANIFEST_FILE);
@@ -523,6 +566,14 @@ fn verify_manifest(
             disk.output.size,
             disk.output.sha256.clone(),
         ));
+        if let Some(digests) = &disk.digests {
+            files.push((
+                format!("disks[{i}].digests"),
+                digests.path.clone(),
+                digests.size,
+                digests.sha256.clone(),
+            ));
+        }
     }
     for (field, path, size, sha) in &files {
         findings.checked(path);
@@ -562,49 +613,49 @@ fn verify_manifest(
 
     for (i, disk) in manifest.disks.iter().enumerate() {
         if is_contained(&disk.output.path) && present.contains(&disk.output.path) {
-            verify_disk(folder, i, disk, findings)?;
+            let scan = match scans.get(&disk.output.path) {
+                Some(s) => s.clone(),
+                None => scan_image(&folder.join(&disk.output.path)),
+            };
+            verify_disk(folder, i, disk, &scan, findings)?;
         }
     }
     Ok(())
 }
 
-/// Re-reads one exported VHDX and compares geometry, identity and every block.
+/// Compares one exported VHDX's geometry, identity and every block digest
+/// (from its `scan`) with the manifest.
 fn verify_disk(
     folder: &Path,
     index: usize,
     disk: &DiskRecord,
+    scan: &Scanned,
     findings: &mut Findings,
 ) -> Result<(), EngineError> {
     let image = disk.output.path.as_str();
     let field = |name: &str| format!("disks[{index}].{name}");
 
-    // The manifest's own digests.
-    let mut listed = Vec::with_capacity(disk.block_digests.len());
-    for (block, hex) in disk.block_digests.iter().enumerate() {
-        match from_hex(hex) {
-            Some(d) => listed.push(d),
-            None => {
-                findings.add(
-                    MANIFEST_FILE,
-                    Finding::ManifestInvalid {
-                        reason: format!(
-                            "{} is not a SHA-256 digest",
-                            field(&format!("block_digests[{block}]"))
-                        ),
-                    },
-                );
-                return Ok(());
-            }
+    // The manifest's own digests (the sidecar, or inline in format 1).
+    let listed = match crate::base::record_digests(folder, disk) {
+        Ok(d) => d,
+        Err(reason) => {
+            findings.add(
+                MANIFEST_FILE,
+                Finding::ManifestInvalid {
+                    reason: format!("{}: {reason}", field("digests")),
+                },
+            );
+            return Ok(());
         }
-    }
+    };
     let listed_content = to_hex(&content_digest(&listed));
     if listed_content != disk.content_digest {
         findings.add(
-            MANIFEST_FILE,
+            listing_file(disk),
             Finding::ManifestMismatch {
                 field: field("content_digest"),
                 manifest: disk.content_digest.clone(),
-                actual: format!("{listed_content} (over the manifest's block_digests)"),
+                actual: format!("{listed_content} (over the listed block digests)"),
             },
         );
     }
@@ -627,7 +678,9 @@ fn verify_disk(
     }
 
     if disk.output.kind == OUTPUT_KIND_DIFFERENCING {
-        return crate::verify_chain::verify_differencing(folder, index, disk, &listed, findings);
+        return crate::verify_chain::verify_differencing(
+            folder, index, disk, &listed, scan, findings,
+        );
     }
     let path = folder.join(image);
     let chain = match Chain::from_paths(std::slice::from_ref(&path)) {
@@ -664,15 +717,28 @@ fn verify_disk(
         return Ok(());
     }
 
-    let recomputed = match recompute_digests(&chain, disk.virtual_size, bs) {
-        Ok(d) => d,
+    let recomputed = match scan {
+        Ok(s) => s.all_blocks(disk.virtual_size, bs),
         Err(reason) => {
-            findings.add(image, Finding::ImageInvalid { reason });
+            findings.add(
+                image,
+                Finding::ImageInvalid {
+                    reason: reason.clone(),
+                },
+            );
             return Ok(());
         }
     };
     report_digests(image, disk, &listed, &recomputed, findings);
     Ok(())
+}
+
+/// The file that lists `disk`'s block digests: its sidecar (format 2) or
+/// the manifest (format 1).
+fn listing_file(disk: &DiskRecord) -> &str {
+    disk.digests
+        .as_ref()
+        .map_or(MANIFEST_FILE, |d| d.path.as_str())
 }
 
 /// Compares the digests recomputed from an image (or a chain ending in it)
@@ -691,7 +757,7 @@ pub(crate) fn report_digests(
     let actual_content = content_digest(recomputed);
     // Intact image + wrong manifest entries → blame the manifest.
     let blame = if to_hex(&actual_content) == disk.content_digest {
-        MANIFEST_FILE
+        listing_file(disk)
     } else {
         findings.add(
             image,
@@ -731,8 +797,10 @@ pub(crate) fn report_digests(
     }
 }
 
-/// Block digests of a VHDX read through `refpoint-vhdx`: blocks the image
-/// maps entirely to zero are not read; others are read whole and hashed.
+/// Block digests of a VHDX chain read through `refpoint-vhdx`: blocks the
+/// chain maps entirely to zero are not read; others are read in pieces of
+/// at most [`crate::image_scan::SCAN_CHUNK`] bytes (memory stays bounded
+/// whatever the block size) and hashed.
 pub(crate) fn recompute_digests(
     chain: &Chain,
     virtual_size: u64,
@@ -740,21 +808,23 @@ pub(crate) fn recompute_digests(
 ) -> Result<Vec<Sha256Digest>, String> {
     let zeros = ZeroDigests::new(virtual_size, block_size);
     let count = virtual_size.div_ceil(block_size.max(1));
-    let len_usize = usize::try_from(block_size).map_err(|e| e.to_string())?;
+    let piece = usize::try_from(block_size)
+        .map_err(|e| e.to_string())?
+        .min(crate::image_scan::SCAN_CHUNK);
     (0..count)
         .into_par_iter()
         .map_init(
             || {
                 let mut buf = Vec::new();
-                buf.try_reserve_exact(len_usize).map(|()| {
-                    buf.resize(len_usize, 0);
+                buf.try_reserve_exact(piece).map(|()| {
+                    buf.resize(piece, 0);
                     buf
                 })
             },
             |buf, block| {
                 let buf = buf
                     .as_mut()
-                    .map_err(|_| format!("cannot allocate a {block_size}-byte buffer"))?;
+                    .map_err(|_| format!("cannot allocate a {piece}-byte buffer"))?;
                 let offset = block * block_size;
                 let len = virtual_size.saturating_sub(offset).min(block_size);
                 let extents = chain
@@ -766,13 +836,20 @@ pub(crate) fn recompute_digests(
                 {
                     return Ok(zeros.for_len(len));
                 }
-                let dst = buf
-                    .get_mut(..usize::try_from(len).unwrap_or(usize::MAX))
-                    .ok_or_else(|| format!("block {block}: length {len} exceeds the buffer"))?;
-                chain
-                    .read_at(offset, dst)
-                    .map_err(|e| format!("block {block} (virtual offset {offset}): {e}"))?;
-                Ok(sha256(dst))
+                let mut hasher = Sha256::new();
+                let mut at = 0u64;
+                while at < len {
+                    let n = (len - at).min(piece as u64);
+                    let dst = buf
+                        .get_mut(..usize::try_from(n).unwrap_or(usize::MAX))
+                        .ok_or_else(|| format!("block {block}: piece {n} exceeds the buffer"))?;
+                    chain.read_at(offset + at, dst).map_err(|e| {
+                        format!("block {block} (virtual offset {}): {e}", offset + at)
+                    })?;
+                    hasher.update(&*dst);
+                    at += n;
+                }
+                Ok(hasher.finalize().into())
             },
         )
         .collect()

@@ -21,18 +21,17 @@
 use std::fs;
 use std::path::{Path, PathBuf};
 
-use rayon::prelude::*;
-use refpoint_vhdx::{Chain, PayloadState, VhdxFile};
+use refpoint_vhdx::{Chain, VhdxFile};
 
 use crate::base::ExportFolder;
-use crate::digest::{Sha256Digest, ZeroDigests, sha256, to_hex};
+use crate::digest::{Sha256Digest, to_hex};
 use crate::error::EngineError;
 use crate::identity::guid_upper;
 use crate::manifest::{DiskRecord, OUTPUT_KIND_DIFFERENCING, is_contained};
 use crate::plan::MANIFEST_FILE;
 use crate::verify::{
-    Finding, Findings, FolderReport, MAX_LISTED_BLOCK_MISMATCHES, VerifyError, VerifyReport,
-    recompute_digests, report_digests, verify_folder,
+    Finding, Findings, FolderReport, MAX_LISTED_BLOCK_MISMATCHES, Scanned, VerifyError,
+    VerifyReport, recompute_digests, report_digests, verify_folder,
 };
 
 /// Checks a differencing output on its own: geometry and identity against
@@ -43,6 +42,7 @@ pub(crate) fn verify_differencing(
     index: usize,
     disk: &DiskRecord,
     listed: &[Sha256Digest],
+    scan: &Scanned,
     findings: &mut Findings,
 ) -> Result<(), EngineError> {
     let image = disk.output.path.as_str();
@@ -100,8 +100,9 @@ pub(crate) fn verify_differencing(
     if !aligned {
         return Ok(());
     }
-    match own_block_digests(&file, disk) {
-        Ok(own) => {
+    match scan {
+        Ok(scan) => {
+            let own = scan.own.iter().copied();
             let mut mismatches = 0usize;
             for (block, digest) in own {
                 let Some(want) = usize::try_from(block).ok().and_then(|i| listed.get(i)) else {
@@ -132,49 +133,14 @@ pub(crate) fn verify_differencing(
                 );
             }
         }
-        Err(reason) => findings.add(image, Finding::ImageInvalid { reason }),
+        Err(reason) => findings.add(
+            image,
+            Finding::ImageInvalid {
+                reason: reason.clone(),
+            },
+        ),
     }
     Ok(())
-}
-
-/// `(block, digest)` of every block a differencing file decides on its own:
-/// FULLY_PRESENT blocks read from the file, ZERO blocks as the zero digest.
-fn own_block_digests(
-    file: &VhdxFile,
-    disk: &DiskRecord,
-) -> Result<Vec<(u64, Sha256Digest)>, String> {
-    let bs = u64::from(disk.block_size);
-    let zeros = ZeroDigests::new(disk.virtual_size, bs);
-    let count = disk.virtual_size.div_ceil(bs.max(1));
-    let len_usize = usize::try_from(bs).map_err(|e| e.to_string())?;
-    let digests: Vec<Option<(u64, Sha256Digest)>> = (0..count)
-        .into_par_iter()
-        .map_init(
-            || vec![0u8; len_usize],
-            |buf, block| {
-                let len = disk.virtual_size.saturating_sub(block * bs).min(bs);
-                let (state, offset) = file
-                    .payload_state(block)
-                    .map_err(|e| format!("block {block}: {e}"))?;
-                match (state, offset) {
-                    (PayloadState::FullyPresent, Some(offset)) => {
-                        let dst = buf
-                            .get_mut(..usize::try_from(len).unwrap_or(usize::MAX))
-                            .ok_or_else(|| format!("block {block}: length {len} exceeds the buffer"))?;
-                        file.read_file_at(offset, dst)
-                            .map_err(|e| format!("block {block} (file offset {offset}): {e}"))?;
-                        Ok(Some((block, sha256(dst))))
-                    }
-                    (PayloadState::Zero, _) => Ok(Some((block, zeros.for_len(len)))),
-                    (PayloadState::NotPresent, _) => Ok(None),
-                    (other, _) => Err(format!(
-                        "block {block} is {other:?}; a refpoint differential export holds only FULLY_PRESENT, ZERO and NOT_PRESENT blocks"
-                    )),
-                }
-            },
-        )
-        .collect::<Result<_, String>>()?;
-    Ok(digests.into_iter().flatten().collect())
 }
 
 /// Verifies a chain of exports: `folders[0]` is the base (any export), each
@@ -380,7 +346,10 @@ fn check_chain_content(
             return;
         }
     };
-    let Some(listed) = crate::base::record_digests(disk).ok() else {
+    let Some(folder) = exports.get(top).map(|e| e.folder.as_path()) else {
+        return;
+    };
+    let Some(listed) = crate::base::record_digests(folder, disk).ok() else {
         return; // reported as ManifestInvalid/ManifestMismatch by the folder check
     };
     if chain.virtual_size() != disk.virtual_size {

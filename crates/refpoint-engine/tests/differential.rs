@@ -330,17 +330,13 @@ mod tests {
         let mut expected_ranges: Vec<[u64; 2]> = WRITES_2.iter().map(|(o, l)| [*o, *l]).collect();
         expected_ranges.sort_unstable();
         assert_eq!(d.changed_ranges, expected_ranges);
-        assert_eq!(
-            d.block_digests,
-            libvhdi_chain_digests(&x.disk.chain(2), BLOCK)
-        );
+        let own = block_digests(&x.e2.vm_folder, 0);
+        let base = block_digests(&x.e1.vm_folder, 0);
+        assert_eq!(own, libvhdi_chain_digests(&x.disk.chain(2), BLOCK));
         assert!(d.fallback.is_none());
         let unchanged = (0..SIZE / BLOCK).filter(|b| !blocks_touched(&WRITES_2).contains(b));
         for b in unchanged {
-            assert_eq!(
-                d.block_digests[b as usize],
-                m1.disks[0].block_digests[b as usize]
-            );
+            assert_eq!(own[b as usize], base[b as usize]);
         }
     }
 
@@ -644,7 +640,7 @@ mod tests {
     }
 
     #[test]
-    fn block_that_became_all_zero_is_marked_zero_not_left_to_the_parent() {
+    fn block_that_became_all_zero_is_stored_as_a_hole_not_left_to_the_parent() {
         // Checked with refpoint's reader only: libvhdi reads a child's ZERO
         // block as the parent's data.
         let disk = make_disk();
@@ -676,14 +672,15 @@ mod tests {
             TrackingPolicy::Strict,
         ));
 
+        // FULLY_PRESENT over a sparse hole: reads zeros, not the parent's data.
         let states = state_of(&file(&o));
-        assert_eq!(states[10], PayloadState::Zero);
+        assert_eq!(states[10], PayloadState::FullyPresent);
         let through = Chain::open(&file(&o)).expect("chain");
         let mut buf = vec![1u8; BLOCK as usize];
         through.read_at(20 * MIB, &mut buf).expect("read");
         assert!(buf.iter().all(|b| *b == 0));
         assert_eq!(
-            manifest(&o).disks[0].block_digests[10],
+            block_digests(&o.vm_folder, 0)[10],
             hex::encode(sha256(&buf))
         );
         assert!(
@@ -1044,9 +1041,16 @@ mod hostile {
     #[test]
     fn base_block_digest_edited_is_digests_invalid() {
         let s = setup();
-        edit_manifest(&s.e1.vm_folder, |m| {
-            m["disks"][0]["block_digests"][1] = "00".repeat(32).into()
-        });
+        let m: Value = serde_json::from_str(
+            &std::fs::read_to_string(s.e1.vm_folder.join("refpoint-export.json")).expect("read"),
+        )
+        .expect("json");
+        let sidecar =
+            s.e1.vm_folder
+                .join(m["disks"][0]["digests"]["path"].as_str().expect("path"));
+        let mut bytes = std::fs::read(&sidecar).expect("read sidecar");
+        bytes[32..64].fill(0);
+        std::fs::write(&sidecar, bytes).expect("write sidecar");
 
         assert!(matches!(
             base_error(&s).detail(),

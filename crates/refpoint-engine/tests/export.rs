@@ -72,7 +72,8 @@ mod tests {
 
         let stdout = String::from_utf8_lossy(&out.stdout);
         assert!(out.status.success(), "{stdout}");
-        assert_eq!(stdout.matches(": OK").count(), 3, "{stdout}");
+        assert_eq!(stdout.matches(": OK").count(), 4, "{stdout}");
+        assert!(stdout.contains("system disk.vhdx.digests: OK"), "{stdout}");
         assert!(
             stdout.contains("Virtual Hard Disks/system disk.vhdx: OK"),
             "{stdout}"
@@ -99,7 +100,7 @@ mod tests {
         let manifest = manifest_of(&outcome);
 
         let expected: Vec<String> = raw.chunks(4 * MIBU).map(|b| hex(&sha256(b))).collect();
-        assert_eq!(manifest.disks[0].block_digests, expected);
+        assert_eq!(block_digests(&outcome.vm_folder, 0), expected);
         let binary: Vec<_> = raw.chunks(4 * MIBU).map(sha256).collect();
         assert_eq!(
             manifest.disks[0].content_digest,
@@ -112,7 +113,7 @@ mod tests {
     }
 
     #[test]
-    fn full_export_stores_data_blocks_and_skips_zero_and_absent_blocks() {
+    fn full_export_stores_data_blocks_leaves_zero_blocks_as_holes_and_skips_absent_ones() {
         let (_tmp, _source, outcome) = export_standard();
 
         let d = &outcome.disks[0];
@@ -120,7 +121,11 @@ mod tests {
         assert_eq!((d.blocks_stored, d.blocks_zero, d.blocks_absent), (3, 1, 1));
         assert_eq!(outcome.bytes_read, 12 * MIB + MIB + 512);
         let out = VhdxFile::open(&d.path).expect("open output");
-        assert_eq!(out.present_blocks().expect("present blocks"), vec![0, 1, 4]);
+        // Block 2 reads all-zero: planned, so FULLY_PRESENT, over a hole.
+        assert_eq!(
+            out.present_blocks().expect("present blocks"),
+            vec![0, 1, 2, 4]
+        );
     }
 
     #[test]
@@ -177,6 +182,37 @@ mod tests {
     }
 
     #[test]
+    fn zero_blocks_inside_allocated_source_blocks_read_back_as_zero_and_take_no_disk_space() {
+        use std::os::unix::fs::MetadataExt;
+        let tmp = tempfile::tempdir().expect("tempdir");
+        let source = tmp.path().join("zeros.vhdx");
+        qemu_create(&source, 32 * MIB, 2);
+        // Blocks 0-7 allocated by explicit zero writes; block 8 holds data.
+        qemu_write(&source, 0, 0, 16 * MIB);
+        qemu_write(&source, 0x6b, 16 * MIB, 2 * MIB);
+        let req = request(
+            &tmp.path().join("exports"),
+            vec![disk("disk-0", "zeros", std::slice::from_ref(&source))],
+        );
+
+        let outcome = execute(plan(&req).expect("plan"), &Unattended, &config()).expect("export");
+
+        let d = &outcome.disks[0];
+        assert_eq!((d.blocks_stored, d.blocks_zero), (1, 8));
+        assert_eq!(qemu_raw(&d.path), qemu_raw(&source));
+        let check = run(
+            "qemu-img",
+            &["check", "-f", "vhdx", d.path.to_str().expect("utf-8")],
+        );
+        assert!(check.contains("No errors were found"), "{check}");
+        let meta = std::fs::metadata(&d.path).expect("stat output");
+        let allocated = meta.blocks() * 512;
+        // The 2 MiB data block and the headers/metadata/BAT, not the 16 MiB of zeros.
+        assert!(meta.len() >= 20 * MIB, "file length {}", meta.len());
+        assert!(allocated < 4 * MIB, "{allocated} bytes allocated");
+    }
+
+    #[test]
     fn full_export_writes_hyperv_layout_and_manifest_identities() {
         let (tmp, _source, outcome) = export_standard();
 
@@ -192,7 +228,8 @@ mod tests {
                 "SHA256SUMS",
                 "Virtual Hard Disks",
                 "Virtual Machines",
-                "refpoint-export.json"
+                "refpoint-export.json",
+                "system disk.vhdx.digests"
             ]
         );
         assert_eq!(
@@ -201,7 +238,7 @@ mod tests {
                 .vm_folder
                 .join("Virtual Machines/6D1C2D54-8A0E-4F5E-9F8C-21A344B60C7D.xml")
         );
-        assert_eq!(manifest.format, "refpoint-export/1");
+        assert_eq!(manifest.format, "refpoint-export/2");
         assert_eq!(manifest.reference_point.instance_id, RP_ID);
         assert_eq!(manifest.base, None);
         assert_eq!(manifest.virtual_system.element_name, ELEMENT_NAME);
@@ -229,7 +266,7 @@ mod tests {
         assert!(report.is_ok(), "{report}");
         assert_eq!(report.folders.len(), 1);
         assert_eq!(report.folders[0].folder, outcome.vm_folder);
-        assert_eq!(report.folders[0].files.len(), 4);
+        assert_eq!(report.folders[0].files.len(), 5);
     }
 
     #[test]
@@ -404,7 +441,11 @@ mod tests {
         };
         assert_eq!(layout(&one), layout(&two));
 
-        assert_eq!(first.disks[0].block_digests, second.disks[0].block_digests);
+        assert_eq!(
+            block_digests(&one.vm_folder, 0),
+            block_digests(&two.vm_folder, 0)
+        );
+        assert_eq!(first.disks[0].output.sha256, second.disks[0].output.sha256);
         assert_eq!(
             first.disks[0].content_digest,
             second.disks[0].content_digest
@@ -432,8 +473,9 @@ mod tests {
         assert_eq!((d.blocks_stored, d.blocks_zero, d.blocks_absent), (0, 0, 3));
         assert_eq!(outcome.bytes_read, 0);
         let manifest = manifest_of(&outcome);
+        assert_eq!(manifest.disks[0].changed_ranges, Vec::<[u64; 2]>::new());
         assert_eq!(
-            manifest.disks[0].block_digests,
+            block_digests(&outcome.vm_folder, 0),
             vec![
                 hex(&sha256(&[0u8; 2 * MIBU])),
                 hex(&sha256(&[0u8; 2 * MIBU])),

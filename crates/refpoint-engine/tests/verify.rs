@@ -85,26 +85,23 @@ mod tests {
     }
 
     #[test]
-    fn flipped_manifest_block_digest_is_reported_on_the_manifest() {
+    fn flipped_sidecar_block_digest_is_reported_on_the_digests_file() {
         let tmp = tempfile::tempdir().expect("tempdir");
         let outcome = export_standard(tmp.path());
         let text = std::fs::read_to_string(&outcome.manifest_file).expect("read manifest");
         let manifest = refpoint_engine::manifest::Manifest::from_json(&text).expect("parse");
+        let sidecar = manifest.disks[0].digests.as_ref().expect("digests record");
+        let path = outcome.vm_folder.join(&sidecar.path);
         // Block 1's digest is unique (zero blocks share theirs).
-        let digest = &manifest.disks[0].block_digests[1];
-        let flipped_char = if digest.starts_with('0') { "1" } else { "0" };
-        let flipped = format!("{flipped_char}{}", &digest[1..]);
-        std::fs::write(
-            &outcome.manifest_file,
-            text.replacen(digest.as_str(), &flipped, 1),
-        )
-        .expect("rewrite manifest");
+        let mut bytes = std::fs::read(&path).expect("read sidecar");
+        bytes[32] ^= 0x01;
+        std::fs::write(&path, bytes).expect("rewrite sidecar");
 
         let report = verify(&outcome.vm_folder).expect("verify");
 
         let failed = failures(&report);
         assert_eq!(failed.len(), 1, "{report}");
-        assert_eq!(failed[0].path, "refpoint-export.json");
+        assert_eq!(failed[0].path, sidecar.path);
         assert!(
             failed[0]
                 .findings

@@ -342,6 +342,8 @@ pub(crate) struct Prelude {
     second: Vec<u8>,
     region_table: Vec<u8>,
     metadata: Vec<u8>,
+    /// Differencing file: the locator's `relative_path` as stored.
+    pub(crate) parent_relative_path: Option<String>,
 }
 
 impl Prelude {
@@ -363,17 +365,16 @@ impl Prelude {
         let layout = opts
             .validate(has_parent)
             .map_err(|e| e.at(path, operation))?;
-        let locator = match kind {
-            BuilderKind::Dynamic => None,
+        let (locator, parent_relative_path) = match kind {
+            BuilderKind::Dynamic => (None, None),
             BuilderKind::Differencing {
                 parent_path,
                 parent_data_write_guid,
-            } => Some(locator_bytes(
-                path,
-                final_path,
-                parent_path,
-                *parent_data_write_guid,
-            )?),
+            } => {
+                let (bytes, relative) =
+                    locator_bytes(path, final_path, parent_path, *parent_data_write_guid)?;
+                (Some(bytes), Some(relative))
+            }
         };
         let metadata =
             layout::metadata_region_bytes(&layout, opts.virtual_disk_id, locator.as_deref())
@@ -411,6 +412,7 @@ impl Prelude {
             second: second.to_bytes(),
             region_table,
             metadata,
+            parent_relative_path,
         })
     }
 
@@ -430,13 +432,14 @@ impl Prelude {
 
 /// The parent locator item of a child that will live at `final_path` whose
 /// parent is `parent_path` with DataWriteGuid `linkage` (MS-VHDX
-/// §2.6.2.6.3). `child_path` names the file in errors.
+/// §2.6.2.6.3), with the `relative_path` it stores. `child_path` names the
+/// file in errors.
 fn locator_bytes(
     child_path: &Path,
     final_path: &Path,
     parent_path: &Path,
     linkage: Uuid,
-) -> Result<Vec<u8>> {
+) -> Result<(Vec<u8>, String)> {
     let operation = "create";
     let io = |e| {
         VhdxError::new(e)
@@ -474,7 +477,7 @@ fn locator_bytes(
         }
         .at(child_path, operation));
     }
-    Ok(locator::locator_to_bytes(&entries))
+    Ok((locator::locator_to_bytes(&entries), relative.clone()))
 }
 
 #[cfg(test)]

@@ -146,6 +146,7 @@ pub struct SequentialImage {
     file: File,
     path: PathBuf,
     layout: ImageLayout,
+    parent_relative_path: Option<String>,
     planned: Vec<u64>,
     /// Index into `planned` of the block being written.
     next: usize,
@@ -188,6 +189,7 @@ impl SequentialImage {
             file,
             path: path.to_path_buf(),
             layout,
+            parent_relative_path: prelude.parent_relative_path.clone(),
             planned,
             next: 0,
             in_block: 0,
@@ -215,6 +217,12 @@ impl SequentialImage {
     /// of the next byte.
     pub fn position(&self) -> u64 {
         self.position
+    }
+
+    /// Differencing file: the parent locator's `relative_path` as stored
+    /// (MS-VHDX §2.6.2.6.3, `\`-separated, from the final path's directory).
+    pub fn parent_relative_path(&self) -> Option<&str> {
+        self.parent_relative_path.as_deref()
     }
 
     /// The planned blocks, ascending.

@@ -23,6 +23,7 @@ fn options(virtual_size: u64, block_size: u32) -> CreateOptions {
         physical_sector_size: 4096,
         virtual_disk_id: Uuid::from_u128(0x1111_2222_3333_4444_5555_6666_7777_8888),
         data_write_guid: Some(Uuid::from_u128(0xAAAA)),
+        file_write_guid: None,
         creator: DEFAULT_CREATOR.to_string(),
     }
 }

@@ -129,6 +129,19 @@ pub fn dissect_raw(path: &Path) -> Vec<u8> {
 }
 
 /// SHA-256 of a file's bytes.
+/// Hex SHA-256 of every block of disk `index` of an export, from its
+/// manifest and digest sidecar.
+pub fn block_digests(vm_folder: &Path, index: usize) -> Vec<String> {
+    let text =
+        std::fs::read_to_string(vm_folder.join("refpoint-export.json")).expect("read manifest");
+    let manifest = refpoint_engine::manifest::Manifest::from_json(&text).expect("parse manifest");
+    refpoint_engine::read_block_digests(vm_folder, &manifest.disks[index])
+        .expect("block digests")
+        .iter()
+        .map(hex::encode)
+        .collect()
+}
+
 pub fn file_sha(path: &Path) -> Sha256Digest {
     sha256(&std::fs::read(path).expect("read file"))
 }
