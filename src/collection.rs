@@ -48,8 +48,8 @@ use refpoint_engine::collection_manifest::{
 };
 use refpoint_engine::manifest::Manifest;
 use refpoint_engine::{
-    CHECKSUMS_FILE, CollectionExportRequest, CollectionOutcome, CollectionRecovery, EngineConfig,
-    ExportControl, Interrupted, MANIFEST_FILE, TrackingPolicy,
+    CHECKSUMS_FILE, CollectionExportRequest, CollectionOutcome, CollectionRecovery, ExportControl,
+    Interrupted, MANIFEST_FILE, Scheduler, TrackingPolicy,
 };
 use refpoint_jobs::{
     CollectionExportParameters, ExportResult, JobControl, JobManager, JobOutput, JobSpec, JobType,
@@ -473,7 +473,7 @@ pub fn start(
     jobs: &JobManager,
     host: &Arc<Mutex<Host>>,
     prepared: PreparedCollectionExport,
-    config: EngineConfig,
+    scheduler: Arc<Scheduler>,
 ) -> Result<String, RefpointError> {
     let PreparedCollectionExport {
         request,
@@ -494,7 +494,8 @@ pub fn start(
         let ctl = JobExportControl(control);
         let plan = refpoint_engine::plan_collection(&request).map_err(export::engine_failure)?;
         let outcome =
-            refpoint_engine::execute_collection(plan, &ctl, &config).map_err(export::engine_failure)?;
+            refpoint_engine::execute_collection_on(plan, &ctl, &scheduler)
+                .map_err(export::engine_failure)?;
         let mut warnings = outcome.warnings.clone();
         let recorded = {
             let mut host = host.lock().unwrap_or_else(PoisonError::into_inner);
@@ -647,7 +648,7 @@ impl Refpoint {
             self.jobs(),
             &self.shared_host(),
             prepared,
-            self.engine_config().clone(),
+            self.scheduler()?,
         )
     }
 }

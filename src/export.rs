@@ -25,8 +25,8 @@ use refpoint_cim::ObjectPath;
 use refpoint_cim::classes::ReferencePointExportSettingData;
 use refpoint_core::{ExportRecord, ExportedDiskRecord, Host, PinGuard, ReferencePoint, Tracking};
 use refpoint_engine::{
-    BaseReferencePoint, ChangeTracking, DiskExport, EngineConfig, ExportControl, ExportOutcome,
-    ExportRequest, Interrupted, ReferencePointIdentity, TrackingPolicy,
+    BaseReferencePoint, ChangeTracking, DiskExport, ExportControl, ExportOutcome, ExportRequest,
+    Interrupted, ReferencePointIdentity, Scheduler, TrackingPolicy,
 };
 use refpoint_jobs::{
     ExportParameters, ExportResult, JobControl, JobFailure, JobManager, JobOutput, JobSpec, JobType,
@@ -367,7 +367,7 @@ pub fn start(
     jobs: &JobManager,
     host: &Arc<Mutex<Host>>,
     prepared: PreparedExport,
-    config: EngineConfig,
+    scheduler: Arc<Scheduler>,
 ) -> Result<String, RefpointError> {
     let PreparedExport { request, pins } = prepared;
     let host = Arc::clone(host);
@@ -392,7 +392,8 @@ pub fn start(
         let _pins = pins;
         let ctl = JobExportControl(control);
         let plan = refpoint_engine::plan(&request).map_err(engine_failure)?;
-        let outcome = refpoint_engine::execute(plan, &ctl, &config).map_err(engine_failure)?;
+        let outcome =
+            refpoint_engine::execute_on(plan, &ctl, &scheduler).map_err(engine_failure)?;
         let mut warnings = outcome.warnings.clone();
         let recorded = host
             .lock()

@@ -7,12 +7,12 @@
 //! (holding its lock) and runs the jobs its methods start.
 
 use std::path::{Path, PathBuf};
-use std::sync::{Arc, Mutex, MutexGuard};
+use std::sync::{Arc, Mutex, MutexGuard, PoisonError};
 use std::time::Duration;
 
 use refpoint_cim::ObjectPath;
 use refpoint_core::Host;
-use refpoint_engine::EngineConfig;
+use refpoint_engine::{EngineConfig, Scheduler};
 use refpoint_jobs::{DEFAULT_TIME_BEFORE_REMOVAL, Job, JobManager, JobStore, RestoreReport};
 
 use crate::error::{RefpointError, ReturnCode};
@@ -69,6 +69,9 @@ pub struct Refpoint {
     host: Arc<Mutex<Host>>,
     jobs: JobManager,
     engine: EngineConfig,
+    /// The one I/O scheduler of the process's exports, made from `engine`
+    /// at the first export (and again after [`Refpoint::engine_config_mut`]).
+    scheduler: Mutex<Option<Arc<Scheduler>>>,
     host_name: String,
     root: PathBuf,
 }
@@ -128,6 +131,7 @@ impl Refpoint {
                 threads,
                 buffer_pool_bytes: 64 << 20,
             },
+            scheduler: Mutex::new(None),
             host_name: hostname(),
             root: dir.to_path_buf(),
         }
@@ -184,9 +188,33 @@ impl Refpoint {
         &self.jobs
     }
 
-    /// Engine settings (threads, buffer pool bytes) used by new exports.
+    /// Engine settings (threads, buffer pool bytes) used by new exports;
+    /// changing them makes the next export start a new scheduler.
     pub fn engine_config_mut(&mut self) -> &mut EngineConfig {
+        *self
+            .scheduler
+            .get_mut()
+            .unwrap_or_else(PoisonError::into_inner) = None;
         &mut self.engine
+    }
+
+    /// The I/O scheduler every export of this host shares: one worker pool
+    /// of `engine_config().threads` and one buffer budget of
+    /// `engine_config().buffer_pool_bytes`, made at the first call.
+    ///
+    /// # Errors
+    /// 32773 when the worker threads cannot be started.
+    pub fn scheduler(&self) -> Result<Arc<Scheduler>, RefpointError> {
+        let mut slot = self
+            .scheduler
+            .lock()
+            .unwrap_or_else(PoisonError::into_inner);
+        if let Some(s) = slot.as_ref() {
+            return Ok(Arc::clone(s));
+        }
+        let made = Arc::new(Scheduler::new(&self.engine)?);
+        *slot = Some(Arc::clone(&made));
+        Ok(made)
     }
 
     /// Engine settings used by new exports.
@@ -219,7 +247,7 @@ impl Refpoint {
             let host = self.host();
             export::validate(&host, reference_point, export_directory, options)?
         };
-        export::start(&self.jobs, &self.host, request, self.engine.clone())
+        export::start(&self.jobs, &self.host, request, self.scheduler()?)
     }
 
     /// Blocks until job `id` is finished and returns its final record.

@@ -90,7 +90,7 @@ fn chains_of_exports_read_by_libvhdi_and_refpoint_equal_the_raw_images_at_each_r
                 "libvhdi, disk {d}, chain {chain:?}"
             );
             assert_eq!(
-                manifest_digests(&manifest_of(&chain[0])["disks"][d]),
+                manifest_digests(&vm_folder(&chain[0]), &manifest_of(&chain[0])["disks"][d]),
                 truth,
                 "manifest digests, disk {d}, {chain:?}"
             );

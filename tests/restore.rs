@@ -149,12 +149,12 @@ fn restore_that_does_not_reproduce_the_last_manifest_fails_and_leaves_nothing() 
         scenario::BLOCK
             as usize
     ]));
-    let victim = m1["disks"][1]["block_digests"]
-        .as_array()
-        .expect("digests")
+    let victim = scenario::manifest_digests(&vm_folder(&e1[1]), &m1["disks"][1])
         .iter()
         .enumerate()
-        .position(|(b, d)| d != zero.as_str() && !changed.contains(&(b as u64)))
+        .position(|(b, d)| {
+            d != scenario::ZERO && d != zero.as_str() && !changed.contains(&(b as u64))
+        })
         .expect("a stored block unchanged in RP2");
     let offset = refpoint::vhdx::VhdxFile::open(&e1[1])
         .expect("open")

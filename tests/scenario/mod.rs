@@ -296,21 +296,18 @@ pub fn raw_digests(raw: &Path) -> Vec<String> {
         .collect()
 }
 
-/// A manifest's `block_digests` in the same notation ([`ZERO`] for the
-/// digest of an all-zero block).
-pub fn manifest_digests(disk: &Value) -> Vec<String> {
+/// The block digests an export lists for `disk` (a manifest disk record
+/// of the export in VM folder `folder`), read from its digest sidecar, in
+/// the same notation ([`ZERO`] for the digest of an all-zero block).
+pub fn manifest_digests(folder: &Path, disk: &Value) -> Vec<String> {
     let zero = hex::encode(Sha256::digest(vec![0u8; BLOCK as usize]));
-    disk["block_digests"]
-        .as_array()
-        .expect("block_digests")
-        .iter()
+    let sidecar = disk["digests"]["path"].as_str().expect("digests.path");
+    std::fs::read(folder.join(sidecar))
+        .expect("read digest sidecar")
+        .chunks(32)
         .map(|d| {
-            let d = d.as_str().expect("digest");
-            if d == zero {
-                ZERO.to_owned()
-            } else {
-                d.to_owned()
-            }
+            let d = hex::encode(d);
+            if d == zero { ZERO.to_owned() } else { d }
         })
         .collect()
 }

@@ -15,9 +15,10 @@ use std::io;
 use std::path::{Path, PathBuf};
 
 use refpoint_vhdx::{VhdxError, VhdxFile};
+use sha2::{Digest, Sha256};
 use uuid::Uuid;
 
-use crate::digest::{Sha256Digest, content_digest, from_hex, sha256, to_hex};
+use crate::digest::{Sha256Digest, from_hex, sha256, to_hex};
 use crate::error::{ErrorContext, ErrorKind, io_kind, vhdx_kind};
 use crate::identity::guid_upper;
 use crate::manifest::{DiskRecord, Manifest, is_contained};
@@ -171,6 +172,30 @@ pub(crate) struct ExportFolder {
     pub(crate) manifest_sha256: Sha256Digest,
 }
 
+impl ParentRef {
+    /// A sequential reader of the base's block digests.
+    ///
+    /// # Errors
+    /// [`BaseError::DigestsInvalid`] when the sidecar cannot be opened.
+    pub(crate) fn digest_reader(&self, disk: &str) -> Result<DigestReader<'_>, BaseError> {
+        self.digests
+            .reader()
+            .map_err(|reason| self.digests_invalid(disk, reason))
+    }
+
+    /// [`BaseError::DigestsInvalid`] for the base's digests of `disk`.
+    pub(crate) fn digests_invalid(&self, disk: &str, reason: String) -> BaseError {
+        BaseError::DigestsInvalid {
+            disk: disk.to_owned(),
+            path: match &self.digests {
+                BlockDigests::Sidecar { path, .. } => path.clone(),
+                BlockDigests::Inline(_) => self.path.clone(),
+            },
+            reason,
+        }
+    }
+}
+
 /// The parent of one differencing output.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub(crate) struct ParentRef {
@@ -178,8 +203,8 @@ pub(crate) struct ParentRef {
     pub(crate) path: PathBuf,
     /// Its `DataWriteGuid` (checked against the file).
     pub(crate) data_write_guid: Uuid,
-    /// Block digests of the base content (index = block).
-    pub(crate) digests: Vec<Sha256Digest>,
+    /// Block digests of the base content, read in block order.
+    pub(crate) digests: BlockDigests,
     /// Content digest of the base content.
     pub(crate) content_digest: Sha256Digest,
 }
@@ -319,23 +344,19 @@ impl ExportFolder {
                 actual,
             });
         }
-        let digests =
-            record_digests(&self.folder, record).map_err(|reason| BaseError::DigestsInvalid {
-                disk: disk.clone(),
-                path: self.manifest_path(),
-                reason,
-            })?;
-        let content = content_digest(&digests);
+        let invalid = |reason: String| BaseError::DigestsInvalid {
+            disk: disk.clone(),
+            path: self.manifest_path(),
+            reason,
+        };
+        let digests = BlockDigests::of(&self.folder, record).map_err(invalid)?;
+        let content = digests.content_digest().map_err(invalid)?;
         if to_hex(&content) != record.content_digest {
-            return Err(BaseError::DigestsInvalid {
-                disk: disk.clone(),
-                path: self.manifest_path(),
-                reason: format!(
-                    "they hash to content digest {}, the manifest records {}",
-                    to_hex(&content),
-                    record.content_digest
-                ),
-            });
+            return Err(invalid(format!(
+                "they hash to content digest {}, the manifest records {}",
+                to_hex(&content),
+                record.content_digest
+            )));
         }
         Ok(ParentRef {
             path,
@@ -343,6 +364,161 @@ impl ExportFolder {
             digests,
             content_digest: content,
         })
+    }
+}
+
+/// Where an export's block digests of one disk are: its sidecar (format
+/// 2, read sequentially, never held whole: memory does not grow with the
+/// disk) or the manifest (format 1, inline).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub(crate) enum BlockDigests {
+    /// Parsed from a format-1 manifest.
+    Inline(Vec<Sha256Digest>),
+    /// A digest sidecar of `count` digests.
+    Sidecar {
+        /// The sidecar file.
+        path: PathBuf,
+        /// Digests it holds (blocks of the disk).
+        count: u64,
+    },
+}
+
+impl BlockDigests {
+    /// The digests of `record` of the export in `folder`, checked for
+    /// count (the sidecar's length) but not read.
+    ///
+    /// # Errors
+    /// A message naming the sidecar or field that is missing or malformed.
+    pub(crate) fn of(folder: &Path, record: &DiskRecord) -> Result<BlockDigests, String> {
+        let Some(sidecar) = &record.digests else {
+            return record_digests(folder, record).map(BlockDigests::Inline);
+        };
+        let bs = u64::from(record.block_size);
+        if bs == 0 {
+            return Err("block_size is 0".to_owned());
+        }
+        let count = record.virtual_size.div_ceil(bs);
+        if !is_contained(&sidecar.path) {
+            return Err(format!(
+                "digests.path {:?} leaves the export folder",
+                sidecar.path
+            ));
+        }
+        let path = folder.join(&sidecar.path);
+        let len = fs::metadata(&path)
+            .map_err(|e| format!("cannot read '{}': {e}", path.display()))?
+            .len();
+        if len != count.saturating_mul(32) {
+            return Err(format!(
+                "'{}' holds {len} bytes, {count} blocks need {}",
+                path.display(),
+                count.saturating_mul(32)
+            ));
+        }
+        Ok(BlockDigests::Sidecar { path, count })
+    }
+
+    /// A reader from block 0.
+    ///
+    /// # Errors
+    /// The sidecar cannot be opened (message names it).
+    pub(crate) fn reader(&self) -> Result<DigestReader<'_>, String> {
+        let source = match self {
+            BlockDigests::Inline(d) => Source::Inline(d),
+            BlockDigests::Sidecar { path, .. } => Source::File {
+                path,
+                file: io::BufReader::with_capacity(
+                    64 * 1024,
+                    fs::File::open(path)
+                        .map_err(|e| format!("cannot open '{}': {e}", path.display()))?,
+                ),
+            },
+        };
+        Ok(DigestReader {
+            source,
+            next: 0,
+            hasher: Sha256::new(),
+        })
+    }
+
+    /// The content digest: SHA-256 over all digests, by one sequential read.
+    ///
+    /// # Errors
+    /// A read failure (message names the sidecar).
+    pub(crate) fn content_digest(&self) -> Result<Sha256Digest, String> {
+        let count = match self {
+            BlockDigests::Inline(d) => d.len() as u64,
+            BlockDigests::Sidecar { count, .. } => *count,
+        };
+        let mut reader = self.reader()?;
+        if count > 0 {
+            reader.get(count - 1)?;
+        }
+        Ok(reader.finish())
+    }
+}
+
+#[derive(Debug)]
+enum Source<'a> {
+    Inline(&'a [Sha256Digest]),
+    File {
+        path: &'a Path,
+        file: io::BufReader<fs::File>,
+    },
+}
+
+/// Reads block digests in ascending block order, hashing every digest it
+/// passes (so the caller can check the content digest at the end).
+#[derive(Debug)]
+pub(crate) struct DigestReader<'a> {
+    source: Source<'a>,
+    next: u64,
+    hasher: Sha256,
+}
+
+impl DigestReader<'_> {
+    /// The digest of `block`, which must not precede the previous call's.
+    ///
+    /// # Errors
+    /// A block before the previous one, past the end, or a read failure.
+    pub(crate) fn get(&mut self, block: u64) -> Result<Sha256Digest, String> {
+        use io::Read;
+        if block < self.next {
+            return Err(format!(
+                "block digest {block} asked for after block {}",
+                self.next - 1
+            ));
+        }
+        loop {
+            let digest = match &mut self.source {
+                Source::Inline(d) => usize::try_from(self.next)
+                    .ok()
+                    .and_then(|i| d.get(i))
+                    .copied()
+                    .ok_or_else(|| format!("no block digest {}", self.next))?,
+                Source::File { path, file } => {
+                    let mut d = [0u8; 32];
+                    file.read_exact(&mut d).map_err(|e| {
+                        format!(
+                            "cannot read block digest {} from '{}': {e}",
+                            self.next,
+                            path.display()
+                        )
+                    })?;
+                    d
+                }
+            };
+            self.hasher.update(digest);
+            self.next += 1;
+            if self.next > block {
+                return Ok(digest);
+            }
+        }
+    }
+
+    /// SHA-256 over the digests read so far.
+    pub(crate) fn finish(self) -> Sha256Digest {
+        self.hasher.finalize().into()
     }
 }
 

@@ -34,7 +34,7 @@ use crate::collection_manifest::{
 use crate::control::{EngineConfig, ExportControl, Interrupted};
 use crate::digest::{sha256, to_hex};
 use crate::error::{EngineError, ErrorDetail};
-use crate::execute::{ExportOutcome, Resources, TOOL_NAME, Written, buffer_pool, write_export};
+use crate::execute::{ExportOutcome, Resources, TOOL_NAME, Written, write_export};
 use crate::identity::guid_upper;
 use crate::manifest::{
     EXPORT_TYPE_DIFFERENTIAL, EXPORT_TYPE_FULL, Manifest, ToolRecord, parse_checksums,
@@ -43,7 +43,8 @@ use crate::manifest::{
 use crate::output::write_file_synced;
 use crate::plan::{CHECKSUMS_FILE, ExportPlan, MANIFEST_FILE, plan};
 use crate::pool::PoolError;
-use crate::request::{ExportRequest, RequestError};
+use crate::request::ExportRequest;
+use crate::scheduler::Scheduler;
 
 /// An export of one `Msvm_ReferencePointCollection`.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -218,24 +219,29 @@ pub fn execute_collection(
     control: &dyn ExportControl,
     cfg: &EngineConfig,
 ) -> Result<CollectionOutcome, EngineError> {
+    execute_collection_on(plan, control, &Scheduler::new(cfg)?)
+}
+
+/// As [`execute_collection`], on a shared [`Scheduler`].
+///
+/// # Errors
+/// As [`execute_collection`].
+pub fn execute_collection_on(
+    plan: CollectionPlan,
+    control: &dyn ExportControl,
+    scheduler: &Scheduler,
+) -> Result<CollectionOutcome, EngineError> {
     let started = Instant::now();
     let recovered = recover_collection_exports(&plan.export_directory)?;
-    let threads = cfg.effective_threads();
-    let workers = rayon::ThreadPoolBuilder::new()
-        .num_threads(threads)
-        .thread_name(|i| format!("refpoint-collection-{i}"))
-        .build()
-        .map_err(|e| RequestError::ThreadPool {
-            threads,
-            reason: e.to_string(),
-        })?;
     let max_block = plan
         .members
         .iter()
         .flat_map(|m| m.disks.iter().map(|d| d.geometry.block_size))
         .max()
         .unwrap_or(1024 * 1024);
-    let (buffers, segment_len) = buffer_pool(cfg, u64::from(max_block), threads)?;
+    // One stop flag for every member: a failure in one stops them all.
+    let abort = AtomicBool::new(false);
+    let res = scheduler.resources(u64::from(max_block), &abort)?;
     control.checkpoint()?;
     let names: Vec<&str> = plan
         .members
@@ -253,15 +259,10 @@ pub fn execute_collection(
         target = %plan.export_directory.display(),
         members = plan.members.len(),
         bytes_to_read = plan.bytes_to_read(),
-        threads,
-        buffers = buffers.capacity(),
+        threads = scheduler.threads(),
+        budget = scheduler.budget_bytes(),
         "collection export started"
     );
-    let res = Resources {
-        workers: &workers,
-        buffers: &buffers,
-        segment_len,
-    };
     let written = write_members(&plan, &staging, control, &res)?;
     let (manifest, entries, collection_bytes) = write_collection_files(&plan, &staging)?;
     control.checkpoint()?;
@@ -308,6 +309,11 @@ fn write_members(
 ) -> Result<Vec<Written>, EngineError> {
     let buffers = res.buffers;
     let abort = AtomicBool::new(false);
+    // A failure stops the members' pipelines too (the shared stop flag).
+    let stop_all = || {
+        res.stop.store(true, Ordering::SeqCst);
+        buffers.wake_all();
+    };
     let results: Vec<Result<Written, EngineError>> = std::thread::scope(|scope| {
         let handles: Vec<_> = plan
             .members
@@ -331,7 +337,7 @@ fn write_members(
                             && !matches!(e.detail(), ErrorDetail::Interrupted(_))
                         {
                             abort.store(true, Ordering::SeqCst);
-                            buffers.close();
+                            stop_all();
                         }
                         result
                     });
@@ -343,12 +349,12 @@ fn write_members(
             .map(|(member, handle)| match handle {
                 Ok(h) => h.join().unwrap_or_else(|_| {
                     abort.store(true, Ordering::SeqCst);
-                    buffers.close();
+                    stop_all();
                     Err(CollectionError::MemberPanicked { member }.into())
                 }),
                 Err(cause) => {
                     abort.store(true, Ordering::SeqCst);
-                    buffers.close();
+                    stop_all();
                     Err(CollectionError::MemberThread { member, cause }.into())
                 }
             })

@@ -159,7 +159,7 @@ pub(crate) fn plan_disk(
             }
             .into()),
             TrackingPolicy::Fallback => {
-                let blocks = fallback_blocks(&parent, geometry, &map);
+                let blocks = fallback_blocks(&disk.instance_id, &parent, geometry, &map)?;
                 Ok((
                     DiskMode::Fallback {
                         parent,
@@ -251,19 +251,25 @@ fn changed_blocks(ranges: &[(u64, u64)], g: &OutputGeometry, map: &DiskMap) -> V
 
 /// Every block holding data in the chain, plus every block the chain maps
 /// to zero whose base digest is not the zero digest, ascending.
-fn fallback_blocks(parent: &ParentRef, g: &OutputGeometry, map: &DiskMap) -> Vec<DataBlock> {
+fn fallback_blocks(
+    disk: &str,
+    parent: &ParentRef,
+    g: &OutputGeometry,
+    map: &DiskMap,
+) -> Result<Vec<DataBlock>, crate::BaseError> {
     let zeros = ZeroDigests::new(g.virtual_size, u64::from(g.block_size));
+    let mut base = parent.digest_reader(disk)?;
     let mut out = Vec::with_capacity(map.blocks.len());
     let mut data = map.blocks.iter().peekable();
     for index in 0..g.block_count() {
+        let digest = base
+            .get(index)
+            .map_err(|reason| parent.digests_invalid(disk, reason))?;
         if let Some(block) = data.next_if(|b| b.index == index) {
             out.push(block.clone());
             continue;
         }
-        let base = usize::try_from(index)
-            .ok()
-            .and_then(|i| parent.digests.get(i));
-        if base.is_some_and(|d| *d != zeros.for_len(g.block_len(index))) {
+        if digest != zeros.for_len(g.block_len(index)) {
             out.push(DataBlock {
                 index,
                 length: g.block_len(index),
@@ -271,7 +277,7 @@ fn fallback_blocks(parent: &ParentRef, g: &OutputGeometry, map: &DiskMap) -> Vec
             });
         }
     }
-    out
+    Ok(out)
 }
 
 #[cfg(test)]
@@ -362,14 +368,14 @@ mod tests {
             path: "/base.vhdx".into(),
             data_write_guid: Uuid::nil(),
             content_digest: [0; 32],
-            digests,
+            digests: crate::base::BlockDigests::Inline(digests),
         };
         let map = DiskMap {
             blocks: vec![data_block(1)],
             allocated: Vec::new(),
         };
 
-        let blocks = fallback_blocks(&parent, &g, &map);
+        let blocks = fallback_blocks("d", &parent, &g, &map).expect("blocks");
 
         let indices: Vec<u64> = blocks.iter().map(|b| b.index).collect();
         assert_eq!(indices, vec![1, 3]);

@@ -20,7 +20,7 @@ use std::path::{Path, PathBuf};
 use refpoint_vhdx::{BuilderKind, CreateOptions, FinishedImage, SequentialImage, VhdxError};
 use sha2::{Digest, Sha256};
 
-use crate::base::ParentRef;
+use crate::base::{DigestReader, ParentRef};
 use crate::digest::{Sha256Digest, ZeroDigests};
 use crate::error::EngineError;
 use crate::execute::TOOL_NAME;
@@ -108,7 +108,8 @@ pub(crate) struct FinishedDisk {
 #[derive(Debug)]
 pub(crate) struct DiskOutput<'a> {
     disk: &'a DiskPlan,
-    parent: Option<&'a ParentRef>,
+    /// Differencing output: the base and its digests, read along.
+    parent: Option<(&'a ParentRef, DigestReader<'a>)>,
     path: PathBuf,
     image: SequentialImage,
     writeback: Writeback,
@@ -126,13 +127,15 @@ impl<'a> DiskOutput<'a> {
     /// path is computed from `final_folder`, where the commit moves it.
     ///
     /// # Errors
-    /// [`OutputError::Create`], [`OutputError::File`].
+    /// [`OutputError::Create`], [`OutputError::File`];
+    /// [`crate::BaseError::DigestsInvalid`] when the base's digests cannot
+    /// be opened.
     pub(crate) fn create(
         disk: &'a DiskPlan,
         planned: Vec<u64>,
         vm_folder: &Path,
         final_folder: &Path,
-    ) -> Result<DiskOutput<'a>, OutputError> {
+    ) -> Result<DiskOutput<'a>, EngineError> {
         let relative = disk.output_relative_path();
         let path = vm_folder.join(&relative);
         let final_path = final_folder.join(&relative);
@@ -164,6 +167,10 @@ impl<'a> DiskOutput<'a> {
                 }
             })?;
         let sidecar = DigestSidecar::create(&vm_folder.join(disk.digests_relative_path()))?;
+        let parent = match parent {
+            Some(p) => Some((p, p.digest_reader(&disk.instance_id)?)),
+            None => None,
+        };
         Ok(DiskOutput {
             disk,
             parent,
@@ -183,12 +190,10 @@ impl<'a> DiskOutput<'a> {
     fn fill_digests_to(&mut self, block: u64) -> Result<(), EngineError> {
         while self.next_digest < block {
             let i = self.next_digest;
-            let digest = match self.parent {
-                Some(p) => usize::try_from(i)
-                    .ok()
-                    .and_then(|i| p.digests.get(i))
-                    .copied()
-                    .unwrap_or_else(|| self.zeros.for_len(self.disk.geometry.block_len(i))),
+            let digest = match &mut self.parent {
+                Some((p, reader)) => reader
+                    .get(i)
+                    .map_err(|reason| p.digests_invalid(&self.disk.instance_id, reason))?,
                 None => self.zeros.for_len(self.disk.geometry.block_len(i)),
             };
             self.sidecar.push(&digest)?;
@@ -214,6 +219,21 @@ impl<'a> DiskOutput<'a> {
     /// [`OutputError::Finish`], [`OutputError::File`].
     pub(crate) fn finish(mut self) -> Result<FinishedDisk, EngineError> {
         self.fill_digests_to(self.disk.geometry.block_count())?;
+        if let Some((p, reader)) = self.parent.take() {
+            let read = reader.finish();
+            if read != p.content_digest {
+                return Err(p
+                    .digests_invalid(
+                        &self.disk.instance_id,
+                        format!(
+                            "the base's block digests changed during the export (content digest {}, checked at plan time {})",
+                            crate::digest::to_hex(&read),
+                            crate::digest::to_hex(&p.content_digest)
+                        ),
+                    )
+                    .into());
+            }
+        }
         let parent_relative_path = self.image.parent_relative_path().map(str::to_owned);
         let FinishedImage { file, size, sha256 } =
             self.image.finish().map_err(|cause| OutputError::Finish {
@@ -243,6 +263,12 @@ impl<'p> Consume<'p> for DiskOutput<'_> {
             .advance(self.image.file(), self.image.position());
         if let Some(digest) = self.digester.add(&segment, &self.zeros) {
             self.fill_digests_to(segment.block)?;
+            if let Some((p, reader)) = &mut self.parent {
+                // Keep the base's reader in step (it hashes what it passes).
+                reader
+                    .get(segment.block)
+                    .map_err(|reason| p.digests_invalid(&self.disk.instance_id, reason))?;
+            }
             self.sidecar.push(&digest)?;
             self.next_digest = segment.block + 1;
             if digest == self.zeros.for_len(segment.block_len) {
@@ -261,6 +287,8 @@ impl<'p> Consume<'p> for DiskOutput<'_> {
 #[derive(Debug)]
 pub(crate) struct Comparison<'a> {
     parent: &'a ParentRef,
+    base: DigestReader<'a>,
+    disk: String,
     digester: BlockDigester,
     zeros: ZeroDigests,
     /// Positions of the blocks whose digest differs from the base's.
@@ -270,25 +298,34 @@ pub(crate) struct Comparison<'a> {
 }
 
 impl<'a> Comparison<'a> {
-    pub(crate) fn new(disk: &DiskPlan, parent: &'a ParentRef) -> Comparison<'a> {
+    /// # Errors
+    /// [`crate::BaseError::DigestsInvalid`] when the base's digests cannot
+    /// be opened.
+    pub(crate) fn new(
+        disk: &DiskPlan,
+        parent: &'a ParentRef,
+    ) -> Result<Comparison<'a>, crate::BaseError> {
         let g = &disk.geometry;
-        Comparison {
+        Ok(Comparison {
             parent,
+            base: parent.digest_reader(&disk.instance_id)?,
+            disk: disk.instance_id.clone(),
             digester: BlockDigester::default(),
             zeros: ZeroDigests::new(g.virtual_size, u64::from(g.block_size)),
             differing: Vec::new(),
             unchanged: 0,
-        }
+        })
     }
 }
 
 impl<'p> Consume<'p> for Comparison<'_> {
     fn consume(&mut self, segment: Segment<'p>) -> Result<(), EngineError> {
         if let Some(digest) = self.digester.add(&segment, &self.zeros) {
-            let base = usize::try_from(segment.block)
-                .ok()
-                .and_then(|i| self.parent.digests.get(i));
-            if base == Some(&digest) {
+            let base = self
+                .base
+                .get(segment.block)
+                .map_err(|reason| self.parent.digests_invalid(&self.disk, reason))?;
+            if base == digest {
                 self.unchanged += 1;
             } else {
                 self.differing.push(segment.position);

@@ -19,7 +19,7 @@
 //! then removed.
 
 use std::path::{Path, PathBuf};
-use std::sync::atomic::AtomicU64;
+use std::sync::atomic::{AtomicBool, AtomicU64};
 use std::time::{Duration, Instant};
 
 use rayon::prelude::*;
@@ -37,14 +37,14 @@ use crate::manifest::{
     ToolRecord, VirtualSystemRecord, render_checksums,
 };
 use crate::output::{OutputError, create_dir, write_file_synced};
-use crate::pipeline::{Lane, Ordered, Run, segment_len};
+use crate::pipeline::{Lane, Ordered, Run};
 use crate::plan::{
     CHECKSUMS_FILE, DiskPlan, ExportPlan, MANIFEST_FILE, VIRTUAL_HARD_DISKS_DIR,
     VIRTUAL_MACHINES_DIR,
 };
 use crate::pool::BufferPool;
-use crate::request::RequestError;
 use crate::restore::RestoreError;
+use crate::scheduler::Scheduler;
 use crate::source::DataBlock;
 use crate::staging::{Staging, sync_dir};
 
@@ -138,32 +138,37 @@ pub fn execute(
     control: &dyn ExportControl,
     cfg: &EngineConfig,
 ) -> Result<ExportOutcome, EngineError> {
+    execute_on(plan, control, &Scheduler::new(cfg)?)
+}
+
+/// As [`execute`], on a shared [`Scheduler`] (its workers and buffer budget
+/// are shared with every other export running on it).
+///
+/// # Errors
+/// As [`execute`].
+pub fn execute_on(
+    plan: ExportPlan,
+    control: &dyn ExportControl,
+    scheduler: &Scheduler,
+) -> Result<ExportOutcome, EngineError> {
     let started = Instant::now();
-    let threads = cfg.effective_threads();
-    let workers = rayon::ThreadPoolBuilder::new()
-        .num_threads(threads)
-        .thread_name(|i| format!("refpoint-export-{i}"))
-        .build()
-        .map_err(|e| RequestError::ThreadPool {
-            threads,
-            reason: e.to_string(),
-        })?;
     let max_block = plan
         .disks
         .iter()
         .map(|d| d.geometry.block_size)
         .max()
         .unwrap_or(1024 * 1024);
-    let (buffers, seg_len) = buffer_pool(cfg, u64::from(max_block), threads)?;
+    let stop = AtomicBool::new(false);
+    let res = scheduler.resources(u64::from(max_block), &stop)?;
     control.checkpoint()?;
     let staging = Staging::begin(&plan.export_directory, &plan.element_name, plan.job_id)?;
     tracing::info!(
         target = %plan.target_folder().display(),
         disks = plan.disks.len(),
         bytes_to_read = plan.bytes_to_read(),
-        threads,
-        buffers = buffers.capacity(),
-        segment_len = seg_len,
+        threads = scheduler.threads(),
+        budget = scheduler.budget_bytes(),
+        segment_len = res.segment_len,
         "export started"
     );
     let written = write_export(
@@ -171,11 +176,7 @@ pub fn execute(
         staging.vm_folder(),
         &plan.target_folder(),
         control,
-        &Resources {
-            workers: &workers,
-            buffers: &buffers,
-            segment_len: seg_len,
-        },
+        &res,
     )?;
     control.checkpoint()?;
     let stale_staging_removed = staging.removed_stale().to_vec();
@@ -263,30 +264,14 @@ impl Written {
     }
 }
 
-/// The shared resources of a run: the worker pool, the buffer pool and the
-/// segment length its buffers have.
+/// The shared resources of a run: the worker pool, the buffer budget, the
+/// segment length of its buffers, and the flag that stops it (set by its
+/// first error; a collection's members share one).
 pub(crate) struct Resources<'r> {
     pub(crate) workers: &'r rayon::ThreadPool,
     pub(crate) buffers: &'r BufferPool,
     pub(crate) segment_len: u64,
-}
-
-/// The buffer pool of `cfg` for blocks of at most `max_block` bytes, and
-/// the segment length its buffers have ([`crate::pipeline::segment_len`]).
-///
-/// # Errors
-/// `OutOfMemory` when the pool cannot hold one segment.
-pub(crate) fn buffer_pool(
-    cfg: &EngineConfig,
-    max_block: u64,
-    threads: usize,
-) -> Result<(BufferPool, u64), EngineError> {
-    let seg = segment_len(max_block, cfg.buffer_pool_bytes, threads);
-    let pool = BufferPool::new(
-        cfg.buffer_pool_bytes,
-        usize::try_from(seg).unwrap_or(usize::MAX),
-    )?;
-    Ok((pool, seg))
+    pub(crate) stop: &'r AtomicBool,
 }
 
 /// Writes the whole VM folder under `vm_folder` (the staging copy, to be
@@ -324,6 +309,7 @@ pub(crate) fn write_export(
         buffers: res.buffers,
         bytes_read: &bytes_read,
         segment_len: res.segment_len,
+        stop: res.stop,
     };
     let (blocks, unchanged) = fallback_pass(plan, &run)?;
 
@@ -471,7 +457,7 @@ fn fallback_pass(
             progress: true,
             zeros: zeros_of(disk),
         });
-        sinks.push(Ordered::new(Comparison::new(disk, parent)));
+        sinks.push(Ordered::new(Comparison::new(disk, parent)?));
     }
     run.execute(&lanes, &sinks)?;
     for ((i, disk), sink) in fallback.into_iter().zip(sinks) {

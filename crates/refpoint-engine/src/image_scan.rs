@@ -37,16 +37,18 @@ pub(crate) struct ImageScan {
 impl ImageScan {
     /// The digest of every block of a file without parent: its own, or
     /// the zero digest for a NOT_PRESENT block.
-    pub(crate) fn all_blocks(&self, virtual_size: u64, block_size: u64) -> Vec<Sha256Digest> {
+    pub(crate) fn all_blocks(
+        &self,
+        virtual_size: u64,
+        block_size: u64,
+    ) -> impl Iterator<Item = Sha256Digest> + '_ {
         let zeros = ZeroDigests::new(virtual_size, block_size);
         let count = virtual_size.div_ceil(block_size.max(1));
         let mut own = self.own.iter().peekable();
-        (0..count)
-            .map(|b| match own.next_if(|(i, _)| *i == b) {
-                Some((_, d)) => *d,
-                None => zeros.for_len(virtual_size.saturating_sub(b * block_size).min(block_size)),
-            })
-            .collect()
+        (0..count).map(move |b| match own.next_if(|(i, _)| *i == b) {
+            Some((_, d)) => *d,
+            None => zeros.for_len(virtual_size.saturating_sub(b * block_size).min(block_size)),
+        })
     }
 }
 
@@ -183,7 +185,7 @@ mod tests {
             scan.own,
             vec![(1, sha256(&vec![7u8; 1 << 20])), (3, sha256(&[9u8; 512]))]
         );
-        let all = scan.all_blocks(3 * MIB + 512, MIB);
+        let all: Vec<_> = scan.all_blocks(3 * MIB + 512, MIB).collect();
         assert_eq!(all[0], sha256(&vec![0u8; 1 << 20]));
     }
 

@@ -155,6 +155,7 @@ mod plan;
 mod pool;
 mod request;
 mod restore;
+mod scheduler;
 mod source;
 mod staging;
 mod verify;
@@ -163,7 +164,8 @@ mod writeback;
 
 pub use base::{BaseError, record_digests as read_block_digests};
 pub use collection::{
-    CollectionExportRequest, CollectionOutcome, CollectionPlan, execute_collection, plan_collection,
+    CollectionExportRequest, CollectionOutcome, CollectionPlan, execute_collection,
+    execute_collection_on, plan_collection,
 };
 pub use collection_commit::{
     COLLECTION_STAGING_PREFIX, CollectionError, CollectionRecovery, INTENT_FILE,
@@ -175,7 +177,7 @@ pub use differential::DifferentialError;
 pub use digest::{Sha256Digest, content_digest, sha256, zero_digest};
 pub use disk_output::DIGESTS_SUFFIX;
 pub use error::{EngineError, ErrorContext, ErrorDetail, ErrorKind};
-pub use execute::{ExportOutcome, ExportedDisk, TOOL_NAME, execute};
+pub use execute::{ExportOutcome, ExportedDisk, TOOL_NAME, execute, execute_on};
 pub use identity::{
     EXPORT_DATA_WRITE_NAMESPACE, export_data_write_guid, export_file_write_guid, guid_upper,
 };
@@ -190,6 +192,7 @@ pub use request::{
     ReferencePointIdentity, RequestError, TrackingPolicy, check_file_stem, check_name,
 };
 pub use restore::{RestoreError, plan_restore, restore};
+pub use scheduler::Scheduler;
 pub use source::{OutputGeometry, SourceError};
 pub use staging::{LOCK_FILE, STAGING_PREFIX, StagingError, cleanup_stale_staging};
 pub use verify::{

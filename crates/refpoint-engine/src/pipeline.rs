@@ -205,10 +205,11 @@ pub(crate) struct Lane<'a> {
     pub(crate) zeros: ZeroDigests,
 }
 
-/// The first error of a run; later ones are dropped.
+/// The first error of a run; later ones are dropped. Setting it raises
+/// the run's stop flag and wakes the run's buffer waiters.
 struct FirstError<'a> {
     error: Mutex<Option<EngineError>>,
-    failed: AtomicBool,
+    stop: &'a AtomicBool,
     pool: &'a BufferPool,
 }
 
@@ -219,12 +220,12 @@ impl FirstError<'_> {
             *slot = Some(err);
         }
         drop(slot);
-        self.failed.store(true, Ordering::SeqCst);
-        self.pool.close();
+        self.stop.store(true, Ordering::SeqCst);
+        self.pool.wake_all();
     }
 
     fn failed(&self) -> bool {
-        self.failed.load(Ordering::SeqCst)
+        self.stop.load(Ordering::SeqCst)
     }
 }
 
@@ -235,6 +236,8 @@ pub(crate) struct Run<'r, 'p> {
     pub(crate) buffers: &'p BufferPool,
     pub(crate) bytes_read: &'r AtomicU64,
     pub(crate) segment_len: u64,
+    /// Raised by the first error (a collection's members share it).
+    pub(crate) stop: &'r AtomicBool,
 }
 
 /// `(lane, position)` of every planned block, interleaved across lanes
@@ -262,9 +265,12 @@ impl<'p> Run<'_, 'p> {
         lanes: &[Lane<'_>],
         sinks: &[Ordered<'p, C>],
     ) -> Result<(), EngineError> {
+        if self.stop.load(Ordering::SeqCst) {
+            return Err(crate::pool::PoolError::Closed.into());
+        }
         let first_error = FirstError {
             error: Mutex::new(None),
-            failed: AtomicBool::new(false),
+            stop: self.stop,
             pool: self.buffers,
         };
         let errors = &first_error;
@@ -289,14 +295,15 @@ impl<'p> Run<'_, 'p> {
                         errors.set(stop.into());
                         break 'dispatch;
                     }
-                    let buffer = match self.buffers.acquire() {
+                    let len = seg_len.min(block.length - offset);
+                    let want = usize::try_from(len).unwrap_or(usize::MAX);
+                    let buffer = match self.buffers.acquire(want, self.stop) {
                         Ok(b) => b,
                         Err(e) => {
                             errors.set(e.into());
                             break 'dispatch;
                         }
                     };
-                    let len = seg_len.min(block.length - offset);
                     let task = Task {
                         lane: *lane,
                         block,
@@ -325,6 +332,8 @@ impl<'p> Run<'_, 'p> {
             .unwrap_or_else(PoisonError::into_inner)
         {
             Some(e) => Err(e),
+            // Stopped by another run sharing the flag (a collection member).
+            None if self.stop.load(Ordering::SeqCst) => Err(crate::pool::PoolError::Closed.into()),
             None => Ok(()),
         }
     }

@@ -26,7 +26,8 @@ use refpoint_vhdx::{Chain, ExtentSource};
 use serde::Serialize;
 use sha2::{Digest, Sha256};
 
-use crate::digest::{Sha256Digest, ZeroDigests, content_digest, file_digest, to_hex};
+use crate::base::BlockDigests;
+use crate::digest::{Sha256Digest, ZeroDigests, file_digest, to_hex};
 use crate::error::{EngineError, ErrorContext, ErrorKind, io_kind};
 use crate::identity::guid_upper;
 use crate::image_scan::{ImageScan, scan_image};
@@ -635,8 +636,8 @@ fn verify_disk(
     let image = disk.output.path.as_str();
     let field = |name: &str| format!("disks[{index}].{name}");
 
-    // The manifest's own digests (the sidecar, or inline in format 1).
-    let listed = match crate::base::record_digests(folder, disk) {
+    // The listed digests (the sidecar, or inline in format 1), read along.
+    let listed = match BlockDigests::of(folder, disk) {
         Ok(d) => d,
         Err(reason) => {
             findings.add(
@@ -648,34 +649,6 @@ fn verify_disk(
             return Ok(());
         }
     };
-    let listed_content = to_hex(&content_digest(&listed));
-    if listed_content != disk.content_digest {
-        findings.add(
-            listing_file(disk),
-            Finding::ManifestMismatch {
-                field: field("content_digest"),
-                manifest: disk.content_digest.clone(),
-                actual: format!("{listed_content} (over the listed block digests)"),
-            },
-        );
-    }
-    let bs = u64::from(disk.block_size);
-    let expected_blocks = if bs == 0 {
-        0
-    } else {
-        disk.virtual_size.div_ceil(bs)
-    };
-    if listed.len() as u64 != expected_blocks {
-        findings.add(
-            MANIFEST_FILE,
-            Finding::ManifestMismatch {
-                field: field("block_digests.len"),
-                manifest: listed.len().to_string(),
-                actual: format!("{expected_blocks} blocks in {} bytes", disk.virtual_size),
-            },
-        );
-        return Ok(());
-    }
 
     if disk.output.kind == OUTPUT_KIND_DIFFERENCING {
         return crate::verify_chain::verify_differencing(
@@ -718,7 +691,7 @@ fn verify_disk(
     }
 
     let recomputed = match scan {
-        Ok(s) => s.all_blocks(disk.virtual_size, bs),
+        Ok(s) => s,
         Err(reason) => {
             findings.add(
                 image,
@@ -729,7 +702,14 @@ fn verify_disk(
             return Ok(());
         }
     };
-    report_digests(image, disk, &listed, &recomputed, findings);
+    report_digests(
+        image,
+        disk,
+        index,
+        &listed,
+        recomputed.all_blocks(disk.virtual_size, u64::from(disk.block_size)),
+        findings,
+    );
     Ok(())
 }
 
@@ -749,13 +729,60 @@ fn listing_file(disk: &DiskRecord) -> &str {
 pub(crate) fn report_digests(
     image: &str,
     disk: &DiskRecord,
-    listed: &[Sha256Digest],
-    recomputed: &[Sha256Digest],
+    index: usize,
+    listed: &BlockDigests,
+    recomputed: impl IntoIterator<Item = Sha256Digest>,
     findings: &mut Findings,
 ) {
     let bs = u64::from(disk.block_size);
-    let actual_content = content_digest(recomputed);
-    // Intact image + wrong manifest entries → blame the manifest.
+    let mut reader = match listed.reader() {
+        Ok(r) => r,
+        Err(reason) => {
+            findings.add(listing_file(disk), Finding::ManifestInvalid { reason });
+            return;
+        }
+    };
+    // One pass: hash the recomputed digests, read the listed ones along,
+    // and keep the first mismatches.
+    let mut hasher = Sha256::new();
+    let mut mismatches = 0usize;
+    let mut listed_mismatches = Vec::new();
+    for (block, got) in recomputed.into_iter().enumerate() {
+        let block = block as u64;
+        hasher.update(got);
+        let want = match reader.get(block) {
+            Ok(w) => w,
+            Err(reason) => {
+                findings.add(listing_file(disk), Finding::ManifestInvalid { reason });
+                return;
+            }
+        };
+        if want == got {
+            continue;
+        }
+        mismatches += 1;
+        if mismatches <= MAX_LISTED_BLOCK_MISMATCHES {
+            listed_mismatches.push(Finding::BlockDigestMismatch {
+                block,
+                offset: block.saturating_mul(bs),
+                expected: to_hex(&want),
+                actual: to_hex(&got),
+            });
+        }
+    }
+    let listed_content = to_hex(&reader.finish());
+    if listed_content != disk.content_digest {
+        findings.add(
+            listing_file(disk),
+            Finding::ManifestMismatch {
+                field: format!("disks[{index}].content_digest"),
+                manifest: disk.content_digest.clone(),
+                actual: format!("{listed_content} (over the listed block digests)"),
+            },
+        );
+    }
+    let actual_content: Sha256Digest = hasher.finalize().into();
+    // Intact image + wrong listed entries → blame the listing.
     let blame = if to_hex(&actual_content) == disk.content_digest {
         listing_file(disk)
     } else {
@@ -768,24 +795,8 @@ pub(crate) fn report_digests(
         );
         image
     };
-    let mut mismatches = 0usize;
-    for (block, (want, got)) in listed.iter().zip(recomputed).enumerate() {
-        if want == got {
-            continue;
-        }
-        mismatches += 1;
-        if mismatches <= MAX_LISTED_BLOCK_MISMATCHES {
-            let block = block as u64;
-            findings.add(
-                blame,
-                Finding::BlockDigestMismatch {
-                    block,
-                    offset: block.saturating_mul(bs),
-                    expected: to_hex(want),
-                    actual: to_hex(got),
-                },
-            );
-        }
+    for finding in listed_mismatches {
+        findings.add(blame, finding);
     }
     if mismatches > MAX_LISTED_BLOCK_MISMATCHES {
         findings.add(

@@ -23,8 +23,9 @@ use std::path::{Path, PathBuf};
 
 use refpoint_vhdx::{Chain, VhdxFile};
 
+use crate::base::BlockDigests;
 use crate::base::ExportFolder;
-use crate::digest::{Sha256Digest, to_hex};
+use crate::digest::to_hex;
 use crate::error::EngineError;
 use crate::identity::guid_upper;
 use crate::manifest::{DiskRecord, OUTPUT_KIND_DIFFERENCING, is_contained};
@@ -41,11 +42,15 @@ pub(crate) fn verify_differencing(
     folder: &Path,
     index: usize,
     disk: &DiskRecord,
-    listed: &[Sha256Digest],
+    listed: &BlockDigests,
     scan: &Scanned,
     findings: &mut Findings,
 ) -> Result<(), EngineError> {
     let image = disk.output.path.as_str();
+    let listing = disk
+        .digests
+        .as_ref()
+        .map_or(MANIFEST_FILE, |d| d.path.as_str());
     let field = |name: &str| format!("disks[{index}].{name}");
     let path = folder.join(image);
     let file = match VhdxFile::open(&path) {
@@ -102,13 +107,30 @@ pub(crate) fn verify_differencing(
     }
     match scan {
         Ok(scan) => {
-            let own = scan.own.iter().copied();
+            let mut reader = match listed.reader() {
+                Ok(r) => r,
+                Err(reason) => {
+                    findings.add(listing, Finding::ManifestInvalid { reason });
+                    return Ok(());
+                }
+            };
+            let mut own = scan.own.iter().copied().peekable();
             let mut mismatches = 0usize;
-            for (block, digest) in own {
-                let Some(want) = usize::try_from(block).ok().and_then(|i| listed.get(i)) else {
+            for block in 0..disk
+                .virtual_size
+                .div_ceil(u64::from(disk.block_size).max(1))
+            {
+                let want = match reader.get(block) {
+                    Ok(w) => w,
+                    Err(reason) => {
+                        findings.add(listing, Finding::ManifestInvalid { reason });
+                        return Ok(());
+                    }
+                };
+                let Some((_, digest)) = own.next_if(|(b, _)| *b == block) else {
                     continue;
                 };
-                if *want == digest {
+                if want == digest {
                     continue;
                 }
                 mismatches += 1;
@@ -118,11 +140,22 @@ pub(crate) fn verify_differencing(
                         Finding::BlockDigestMismatch {
                             block,
                             offset: block.saturating_mul(u64::from(disk.block_size)),
-                            expected: to_hex(want),
+                            expected: to_hex(&want),
                             actual: to_hex(&digest),
                         },
                     );
                 }
+            }
+            let listed_content = to_hex(&reader.finish());
+            if listed_content != disk.content_digest {
+                findings.add(
+                    listing,
+                    Finding::ManifestMismatch {
+                        field: field("content_digest"),
+                        manifest: disk.content_digest.clone(),
+                        actual: format!("{listed_content} (over the listed block digests)"),
+                    },
+                );
             }
             if mismatches > MAX_LISTED_BLOCK_MISMATCHES {
                 findings.add(
@@ -349,7 +382,7 @@ fn check_chain_content(
     let Some(folder) = exports.get(top).map(|e| e.folder.as_path()) else {
         return;
     };
-    let Some(listed) = crate::base::record_digests(folder, disk).ok() else {
+    let Some(listed) = BlockDigests::of(folder, disk).ok() else {
         return; // reported as ManifestInvalid/ManifestMismatch by the folder check
     };
     if chain.virtual_size() != disk.virtual_size {
@@ -357,7 +390,7 @@ fn check_chain_content(
     }
     let mut findings = Findings::default();
     match recompute_digests(&chain, disk.virtual_size, u64::from(disk.block_size)) {
-        Ok(recomputed) => report_digests(image, disk, &listed, &recomputed, &mut findings),
+        Ok(recomputed) => report_digests(image, disk, top, &listed, recomputed, &mut findings),
         Err(reason) => findings.add(image, Finding::ImageInvalid { reason }),
     }
     for file in findings.into_report(Path::new("")).files {

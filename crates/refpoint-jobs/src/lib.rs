@@ -3,7 +3,7 @@
 //! errors as `Msvm_Error`, affected-element associations and retention.
 //!
 //! * [`JobManager`] submits work (`FnOnce(Arc<JobControl>) -> Result<JobOutput, JobFailure>`)
-//!   on a dedicated thread and keeps [`Job`] records.
+//!   on one of a bounded set of job threads and keeps [`Job`] records.
 //! * [`JobControl`] is what the work sees: `set_total`, `add_progress`,
 //!   `checkpoint()` (blocks while suspended, returns [`Interrupted`] on
 //!   terminate/kill).
@@ -15,6 +15,7 @@ mod control;
 mod job;
 mod manager;
 mod outcome;
+mod runners;
 mod state;
 pub mod store;
 
@@ -27,5 +28,6 @@ pub use manager::{
 pub use outcome::{
     CollectionExportParameters, ExportParameters, ExportResult, Interrupted, JobFailure, JobOutput,
 };
+pub use runners::DEFAULT_MAX_RUNNING_JOBS;
 pub use state::{JobState, JobType, RequestedState, UnknownValue};
 pub use store::{INTERRUPTED_REASON, JobStore, StoreError};

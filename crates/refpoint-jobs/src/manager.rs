@@ -9,8 +9,12 @@
 //! loads the history after a restart (jobs found unfinished become
 //! Exception, [`crate::store::INTERRUPTED_REASON`]).
 //!
-//! Each job's work runs on its own OS thread (never on an async executor);
-//! waiting is available both blocking and async (tokio `watch`).
+//! Each job's work runs whole on one OS thread (never on an async
+//! executor), taken from a bounded set of runner threads
+//! ([`JobManager::set_max_running`], default
+//! [`crate::runners::DEFAULT_MAX_RUNNING_JOBS`]); jobs beyond the bound
+//! wait in submission order, New. Waiting is available both blocking and
+//! async (tokio `watch`).
 
 use std::collections::HashMap;
 use std::panic::{AssertUnwindSafe, catch_unwind};
@@ -24,6 +28,7 @@ use uuid::Uuid;
 use crate::control::{JobControl, Observer, Shared};
 use crate::job::{HEALTH_STATE_OK, Job, operational, status_text};
 use crate::outcome::{CollectionExportParameters, ExportParameters, JobFailure, JobOutput};
+use crate::runners::{DEFAULT_MAX_RUNNING_JOBS, Runners};
 use crate::state::{JobState, JobType, RequestedState};
 use crate::store::{INTERRUPTED_REASON, JobStore, StoreError, StoredAffected};
 
@@ -294,6 +299,7 @@ struct Inner {
     next_seq: Mutex<u64>,
     retention: Duration,
     store: Option<JobStore>,
+    runners: Arc<Runners>,
 }
 
 /// The job manager. Cheap to clone (shared state).
@@ -322,6 +328,7 @@ impl JobManager {
                 next_seq: Mutex::new(0),
                 retention,
                 store: None,
+                runners: Arc::new(Runners::new(DEFAULT_MAX_RUNNING_JOBS)),
             }),
         }
     }
@@ -336,8 +343,21 @@ impl JobManager {
                 next_seq: Mutex::new(0),
                 retention,
                 store: Some(store),
+                runners: Arc::new(Runners::new(DEFAULT_MAX_RUNNING_JOBS)),
             }),
         }
+    }
+
+    /// Bounds the jobs running at once (their threads) to `limit` (at least
+    /// 1); later jobs wait, New, in submission order.
+    pub fn set_max_running(&self, limit: usize) {
+        self.inner.runners.set_limit(limit);
+    }
+
+    /// Job threads alive now (at most the bound of
+    /// [`JobManager::set_max_running`]).
+    pub fn running_threads(&self) -> usize {
+        self.inner.runners.threads()
     }
 
     /// The store, if the manager persists its jobs.
@@ -439,7 +459,7 @@ impl JobManager {
     /// A panic in the work is caught and reported as Exception 32768.
     ///
     /// # Errors
-    /// [`JobsError::Spawn`] when no thread can be started.
+    /// [`JobsError::Spawn`] when no runner thread exists and none can be started.
     pub fn submit_spec<F>(&self, spec: JobSpec, work: F) -> Result<String, JobsError>
     where
         F: FnOnce(Arc<JobControl>) -> Result<JobOutput, JobFailure> + Send + 'static,
@@ -477,9 +497,10 @@ impl JobManager {
             self.persist(&entry);
         }
         self.jobs().insert(id.clone(), Arc::clone(&entry));
-        let spawned = std::thread::Builder::new()
-            .name(format!("refpoint-job-{}", id.get(..8).unwrap_or(&id)))
-            .spawn(move || run(&entry, &control, work));
+        let spawned = self
+            .inner
+            .runners
+            .push(Box::new(move || run(&entry, &control, work)));
         if let Err(source) = spawned {
             self.jobs().remove(&id);
             if let Some(store) = &self.inner.store {
