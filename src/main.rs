@@ -11,5 +11,11 @@ fn main() {
         .with_writer(std::io::stderr)
         .init();
     let cli = refpoint::cli::Cli::parse();
-    std::process::exit(refpoint::cli::run(cli));
+    let code = refpoint::cli::run(cli);
+    // `refpoint bench` runs refpoint commands as children and reads their
+    // peak RSS (VmHWM, bytes) from this file.
+    if let Some(path) = std::env::var_os("REFPOINT_PEAK_RSS_FILE") {
+        let _ = std::fs::write(path, refpoint::cli::peak_rss_bytes().to_string());
+    }
+    std::process::exit(code);
 }

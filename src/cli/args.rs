@@ -282,15 +282,21 @@ pub struct BenchArgs {
     /// Work directory (default: a temporary directory, removed afterwards).
     #[arg(long)]
     pub dir: Option<PathBuf>,
-    /// Skip the qemu-img convert + sha256sum comparison.
+    /// Skip the peers (qemu-img convert + sha256sum, restic backup).
     #[arg(long)]
     pub no_baseline: bool,
     /// Measure a differential export (RP1→RP2) next to a full export of RP2 instead.
     #[arg(long)]
     pub differential: bool,
-    /// With --differential: share of blocks rewritten between RP1 and RP2.
-    #[arg(long, default_value_t = 1, requires = "differential")]
+    /// Share of blocks rewritten between RP1 and RP2 (the differential export).
+    #[arg(long, default_value_t = 1)]
     pub changed_percent: u8,
+    /// Rounds of the full suite; each figure is the median of its rounds.
+    #[arg(long, default_value_t = 3)]
+    pub rounds: usize,
+    /// Draw the wall times and ratios as an SVG bar chart into this file.
+    #[arg(long)]
+    pub plot: Option<PathBuf>,
     /// Measure a collection export (3 VMs × 2 disks of --size) next to a single-VM export of the same data (1 VM × 6 disks) instead.
     #[arg(long, conflicts_with = "differential")]
     pub collection: bool,

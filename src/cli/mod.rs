@@ -5,6 +5,8 @@ mod args;
 mod bench;
 mod bench_collection;
 mod bench_differential;
+mod bench_plot;
+mod bench_suite;
 mod collection;
 mod demo;
 mod jobs;
@@ -20,6 +22,7 @@ use std::time::Duration;
 
 pub use args::Cli;
 use args::{Command, DiskCommand, ExportArgs, FixtureArgs, HostCommand, RpCommand, VmCommand};
+pub use bench::peak_rss_bytes;
 use indicatif::{ProgressBar, ProgressStyle};
 use serde_json::{Value, json};
 
