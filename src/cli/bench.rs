@@ -2,9 +2,31 @@
 //! peers ([`super::bench_suite`]), or with `--differential` / `--collection`
 //! the focused comparisons; and the machine facts every bench reports.
 
+use std::path::PathBuf;
+
 use super::Output;
 use super::args::BenchArgs;
-use crate::error::RefpointError;
+use crate::error::{RefpointError, ReturnCode};
+
+/// The bench's work directory: `--dir`, or a temporary directory named
+/// `<prefix>…` that is removed when the returned guard drops.
+///
+/// # Errors
+/// 32768 when the temporary directory cannot be made.
+pub(super) fn work_dir(
+    dir: Option<&PathBuf>,
+    prefix: &str,
+) -> Result<(Option<tempfile::TempDir>, PathBuf), RefpointError> {
+    if let Some(d) = dir {
+        return Ok((None, d.clone()));
+    }
+    let temp = tempfile::Builder::new()
+        .prefix(prefix)
+        .tempdir()
+        .map_err(|e| RefpointError::new(ReturnCode::Failed, format!("temporary directory: {e}")))?;
+    let path = temp.path().to_path_buf();
+    Ok((Some(temp), path))
+}
 
 /// CPU model name and SHA-NI flag from /proc/cpuinfo.
 pub fn cpu_facts() -> (String, bool) {

@@ -12,7 +12,7 @@
 //! page cache for both; which one runs first alternates per round, and each
 //! output is removed before the next export).
 
-use std::path::{Path, PathBuf};
+use std::path::Path;
 use std::time::Instant;
 
 use refpoint_engine::{EngineConfig, Unattended};
@@ -88,17 +88,7 @@ fn group(
 
 /// Runs the collection benchmark.
 pub(super) fn run(out: &Output, args: &BenchArgs) -> Result<(), RefpointError> {
-    let temp;
-    let root: PathBuf = match &args.dir {
-        Some(d) => d.clone(),
-        None => {
-            temp = tempfile::Builder::new()
-                .prefix("refpoint-bench-collection-")
-                .tempdir()
-                .map_err(|e| failed(format!("temporary directory: {e}")))?;
-            temp.path().to_path_buf()
-        }
-    };
+    let (_temp, root) = super::bench::work_dir(args.dir.as_ref(), "refpoint-bench-collection-")?;
     let size = fixture::parse_size(&args.size)?;
     let rp = Refpoint::init(&root.join("host"))?;
     let spec = |name: String, disks: usize, seed: u64| FixtureSpec {

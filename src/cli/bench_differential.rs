@@ -12,7 +12,7 @@
 //! Both exports of RP2 must have the same content digests, or the bench
 //! fails.
 
-use std::path::{Path, PathBuf};
+use std::path::Path;
 use std::time::Instant;
 
 use rand::SeedableRng;
@@ -69,19 +69,27 @@ fn measure(
     })
 }
 
-/// Runs the differential benchmark.
-pub(super) fn run(out: &Output, args: &BenchArgs) -> Result<(), RefpointError> {
-    let temp;
-    let root: PathBuf = match &args.dir {
-        Some(d) => d.clone(),
-        None => {
-            temp = tempfile::Builder::new()
-                .prefix("refpoint-bench-diff-")
-                .tempdir()
-                .map_err(|e| failed(format!("temporary directory: {e}")))?;
-            temp.path().to_path_buf()
-        }
-    };
+/// The benchmark VM with two reference points: RP1 (the fixture's,
+/// exported full into `<root>/rp1-full` and recorded as the base) and RP2
+/// after `--changed-percent` of every disk's blocks were rewritten.
+pub(super) struct TwoPoints {
+    pub(super) rp: Refpoint,
+    pub(super) made: fixture::FixtureOutcome,
+    pub(super) rp2: String,
+    pub(super) changed_blocks: usize,
+    pub(super) size: u64,
+    pub(super) block_size: u32,
+}
+
+/// Builds [`TwoPoints`] in the host `<root>/host`.
+///
+/// # Errors
+/// As the fixture, the export and the host operations it runs.
+pub(super) fn two_points(
+    out: &Output,
+    args: &BenchArgs,
+    root: &Path,
+) -> Result<TwoPoints, RefpointError> {
     let size = fixture::parse_size(&args.size)?;
     let block_size: u32 = 2 << 20;
     let rp = Refpoint::init(&root.join("host"))?;
@@ -104,12 +112,10 @@ pub(super) fn run(out: &Output, args: &BenchArgs) -> Result<(), RefpointError> {
         );
     }
     let made = fixture::make_fixture(&mut rp.host(), &spec)?;
-    let base_job = rp.export(
-        &made.reference_point,
-        &root.join("rp1-full"),
-        &ExportOptions::default(),
-    )?;
-    let job = rp.wait(&base_job)?;
+    let base = root.join("rp1-full");
+    std::fs::create_dir_all(&base)
+        .map_err(|e| failed(format!("make '{}': {e}", base.display())))?;
+    let job = rp.wait(&rp.export(&made.reference_point, &base, &ExportOptions::default())?)?;
     if !job.job_state.is_success() {
         return Err(failed(format!(
             "base export ended in JobState {}: {}",
@@ -117,7 +123,6 @@ pub(super) fn run(out: &Output, args: &BenchArgs) -> Result<(), RefpointError> {
             job.error_description.unwrap_or_default()
         )));
     }
-
     let mut rng = ChaCha8Rng::seed_from_u64(43);
     let mut changed_blocks = 0usize;
     let rp2 = {
@@ -136,6 +141,27 @@ pub(super) fn run(out: &Output, args: &BenchArgs) -> Result<(), RefpointError> {
         host.refresh(&vm_id)?;
         host.create_reference_point(&vm_id)?.instance_id.clone()
     };
+    Ok(TwoPoints {
+        rp,
+        made,
+        rp2,
+        changed_blocks,
+        size,
+        block_size,
+    })
+}
+
+/// Runs the differential benchmark.
+pub(super) fn run(out: &Output, args: &BenchArgs) -> Result<(), RefpointError> {
+    let (_temp, root) = super::bench::work_dir(args.dir.as_ref(), "refpoint-bench-diff-")?;
+    let TwoPoints {
+        rp,
+        made,
+        rp2,
+        changed_blocks,
+        size,
+        block_size,
+    } = two_points(out, args, &root)?;
 
     let config = EngineConfig {
         threads: 0,

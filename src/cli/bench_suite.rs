@@ -46,8 +46,6 @@ use super::Output;
 use super::args::BenchArgs;
 use crate::error::{RefpointError, ReturnCode};
 use crate::export::{self, ExportOptions};
-use crate::fixture::{self, Fill, FixtureSpec};
-use crate::service::Refpoint;
 
 fn failed(message: String) -> RefpointError {
     RefpointError::new(ReturnCode::Failed, message)
@@ -433,65 +431,18 @@ impl Setup {
 
 /// Builds the VM, its reference points, the base export and the warm-up export.
 fn setup(out: &Output, args: &BenchArgs, root: &Path) -> Result<Setup, RefpointError> {
-    let size = fixture::parse_size(&args.size)?;
-    let block_size: u32 = 2 << 20;
-    let rp = Refpoint::init(&root.join("host"))?;
-    if !out.quiet {
-        eprintln!(
-            "making {} × {} disks with {}% of blocks written …",
-            args.disks, args.size, args.fill_percent
-        );
-    }
-    let made = fixture::make_fixture(
-        &mut rp.host(),
-        &FixtureSpec {
-            name: "bench-vm".into(),
-            disks: args.disks,
-            size,
-            seed: 42,
-            block_size,
-            fill: Fill::Blocks {
-                percent: args.fill_percent,
-            },
-            writes_after: 0,
-            directory: root.join("disks"),
-        },
-    )?;
+    let super::bench_differential::TwoPoints { rp, made, rp2, .. } =
+        super::bench_differential::two_points(out, args, root)?;
     let rp1 = made.reference_point.clone();
-    let base = root.join("base");
-    std::fs::create_dir_all(&base).map_err(io_failed("make the base directory"))?;
-    let job = rp.wait(&rp.export(&rp1, &base, &ExportOptions::default())?)?;
-    if !job.job_state.is_success() {
-        return Err(failed(format!(
-            "base export ended in JobState {}: {}",
-            job.job_state.value(),
-            job.error_description.unwrap_or_default()
-        )));
-    }
-    let mut rng = ChaCha8Rng::seed_from_u64(43);
-    let (rp2, collection_point) = {
+    let collection_point = {
         let mut host = rp.host();
-        let vm = host.vm("bench-vm")?.clone();
-        let vm_id = vm.name.to_string();
-        for disk in &vm.disks {
-            let writes = fixture::block_writes(&mut rng, size, block_size, args.changed_percent);
-            let mut writer = host.open_disk_writer(&vm_id, &disk.instance_id)?;
-            for w in &writes {
-                writer.write_at(w.offset, &fixture::write_payload(&mut rng, w))?;
-            }
-            writer.flush()?;
-        }
-        host.refresh(&vm_id)?;
-        let rp2 = host.create_reference_point(&vm_id)?.instance_id.clone();
         host.define_collection("bench", None, 0)?;
         host.add_member("bench", &made.vm_name)?;
-        let point = host
-            .create_collection_reference_point(
-                "bench",
-                &refpoint_core::CollectionPointSettings::default(),
-            )?
-            .cim_id();
-        (rp2, point)
+        host.create_collection_reference_point(
+            "bench",
+            &refpoint_core::CollectionPointSettings::default(),
+        )?
+        .cim_id()
     };
     let scheduler: Arc<Scheduler> = rp.scheduler()?;
     let leaves: Vec<PathBuf> = {
@@ -539,17 +490,7 @@ fn setup(out: &Output, args: &BenchArgs, root: &Path) -> Result<Setup, RefpointE
 
 /// Runs the suite (module docs).
 pub(super) fn run(out: &Output, args: &BenchArgs) -> Result<(), RefpointError> {
-    let temp;
-    let root: PathBuf = match &args.dir {
-        Some(d) => d.clone(),
-        None => {
-            temp = tempfile::Builder::new()
-                .prefix("refpoint-bench-")
-                .tempdir()
-                .map_err(io_failed("temporary directory"))?;
-            temp.path().to_path_buf()
-        }
-    };
+    let (_temp, root) = super::bench::work_dir(args.dir.as_ref(), "refpoint-bench-")?;
     let s = setup(out, args, &root)?;
     let restic = !args.no_baseline && restic_available();
     let cache_dropped = drop_caches();
@@ -640,6 +581,10 @@ pub(super) fn run(out: &Output, args: &BenchArgs) -> Result<(), RefpointError> {
         "limit_s": limit, "limit_kind": kind,
         "sha256_pass_s": sha, "write_fsync_s": write, "source_read_s": read,
         "export_s": export_s, "export_to_limit": export_s / limit,
+        // One device serves both the export's reads and writes: their sum
+        // is the storage bound when neither overlaps the other.
+        "read_plus_write_s": read + write, "export_to_read_plus_write": export_s / (read + write),
+        "verify_to_source_read": verify_s / read,
         "differential_s": differential_s, "differential_to_export": differential_s / export_s,
         "verify_s": verify_s, "verify_to_sha256_over_output": verify_s / sha_over_output,
         "collection_s": collection_s,
@@ -658,7 +603,7 @@ pub(super) fn run(out: &Output, args: &BenchArgs) -> Result<(), RefpointError> {
         println!("cpu        {cpu} ({} cores, SHA-NI {}), {}", value["cores"], if sha_ni { "yes" } else { "no" }, value["filesystem"].as_str().unwrap_or("?"));
         println!("VM         {} disks × {}, {} B read, {} B written ({} B of files) per export", args.disks, args.size, s.source_bytes, s.written_bytes, s.output_bytes);
         println!("limit      {limit:.2} s ({kind}): sha256 pass {sha:.2} s, write+fsync {write:.2} s, source read {read:.2} s{}", if cache_dropped { "" } else { " (page cache not dropped: not root)" });
-        println!("export     {export_s:.2} s = {:.2} × limit, peak RSS {:.0} MiB", export_s / limit, rss_of(Item::Export) as f64 / 1048576.0);
+        println!("export     {export_s:.2} s = {:.2} × limit, {:.2} × read + write, peak RSS {:.0} MiB", export_s / limit, export_s / (read + write), rss_of(Item::Export) as f64 / 1048576.0);
         println!("diff ({}%) {differential_s:.2} s = {:.3} × export", args.changed_percent, differential_s / export_s);
         println!("verify     {verify_s:.2} s = {:.2} × one SHA-256 pass over the export", verify_s / sha_over_output);
         println!("collection {collection_s:.2} s");
