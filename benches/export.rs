@@ -1,6 +1,8 @@
-//! Criterion benchmarks: SHA-256 per payload block (the engine's bound) and a
-//! whole export of a small fixture VM. The large end-to-end figure with the
-//! qemu-img baseline comes from `refpoint bench`.
+//! Criterion benchmarks of the inner loops: SHA-256 per payload block (the
+//! engine's bound), the one-pass output writer (BAT encode, payload write,
+//! file hash, zero-granule hole detection) and a whole export of a small
+//! fixture VM. The end-to-end figures against the machine's limit and the
+//! peers come from `refpoint bench`.
 
 use std::hint::black_box;
 
@@ -17,6 +19,45 @@ fn sha256_block(c: &mut Criterion) {
     g.bench_function("2MiB block", |b| {
         b.iter(|| Sha256::digest(black_box(&block)))
     });
+    g.finish();
+}
+
+/// 64 MiB of payload through `SequentialImage`: all data (write + hash),
+/// and all zeros (hole detection + hash, nothing written).
+fn sequential_image(c: &mut Criterion) {
+    use refpoint::vhdx::{BuilderKind, CreateOptions, SequentialImage};
+    let temp = tempfile::tempdir().expect("tempdir");
+    let blocks = 32u64;
+    let opts = CreateOptions {
+        block_size: 2 << 20,
+        ..CreateOptions::new(blocks * (2 << 20))
+    };
+    let mut g = c.benchmark_group("sequential image");
+    g.sample_size(10);
+    g.throughput(Throughput::Bytes(blocks * (2 << 20)));
+    for (name, fill) in [("64 MiB data", 0x5Au8), ("64 MiB zeros (holes)", 0u8)] {
+        let block = vec![fill; 2 << 20];
+        let mut n = 0u32;
+        g.bench_function(name, |b| {
+            b.iter(|| {
+                n += 1;
+                let path = temp.path().join(format!("out{n}.vhdx"));
+                let mut img = SequentialImage::create(
+                    &path,
+                    &path,
+                    &opts,
+                    BuilderKind::Dynamic,
+                    (0..blocks).collect(),
+                )
+                .expect("create");
+                for i in 0..blocks {
+                    img.write_payload(i, 0, black_box(&block)).expect("write");
+                }
+                black_box(img.finish().expect("finish").sha256);
+                std::fs::remove_file(&path).expect("cleanup");
+            });
+        });
+    }
     g.finish();
 }
 
@@ -54,5 +95,5 @@ fn export_small_vm(c: &mut Criterion) {
     g.finish();
 }
 
-criterion_group!(benches, sha256_block, export_small_vm);
+criterion_group!(benches, sha256_block, sequential_image, export_small_vm);
 criterion_main!(benches);
