@@ -5,8 +5,9 @@
 //! ```text
 //! plan(&ExportRequest)  -> ExportPlan        validate, open chains read-only, map blocks (metadata only)
 //! execute(plan, &dyn ExportControl, &EngineConfig) -> ExportOutcome
-//!                                            read → hash → write in parallel, manifest, atomic commit
-//! verify(dir)           -> VerifyReport      SHA256SUMS + manifest + every block re-read
+//!                                            read → hash → write in one pass, manifest, atomic commit
+//! execute_on(plan, &dyn ExportControl, &Scheduler) the same on the process's shared scheduler
+//! verify(dir)           -> VerifyReport      SHA256SUMS + manifest + every block digest, one read per file
 //! verify_chain(&[base, diff…]) -> VerifyReport  each folder, the links, the content through the chain
 //! restore(&[base, diff…], to, ..) -> ExportOutcome  synthetic full (plan_restore + execute)
 //! cleanup_stale_staging(dir)                 remove leftovers of crashed exports
