@@ -390,14 +390,14 @@ impl BlockDigests {
     /// # Errors
     /// A message naming the sidecar or field that is missing or malformed.
     pub(crate) fn of(folder: &Path, record: &DiskRecord) -> Result<BlockDigests, String> {
-        let Some(sidecar) = &record.digests else {
-            return record_digests(folder, record).map(BlockDigests::Inline);
-        };
         let bs = u64::from(record.block_size);
         if bs == 0 {
             return Err("block_size is 0".to_owned());
         }
         let count = record.virtual_size.div_ceil(bs);
+        let Some(sidecar) = &record.digests else {
+            return inline_digests(record, count).map(BlockDigests::Inline);
+        };
         if !is_contained(&sidecar.path) {
             return Err(format!(
                 "digests.path {:?} leaves the export folder",
@@ -524,58 +524,39 @@ impl DigestReader<'_> {
 
 /// The block digests of `record` of the export in `folder`: read from its
 /// digest sidecar (format 2) or parsed from the manifest (format 1); their
-/// number must match the virtual size and block size.
+/// number must match the virtual size and block size. Holds them all (32
+/// bytes per block); the engine itself reads them with [`DigestReader`].
 ///
 /// # Errors
 /// A message naming the sidecar or field that is missing or malformed.
 pub fn record_digests(folder: &Path, record: &DiskRecord) -> Result<Vec<Sha256Digest>, String> {
-    let bs = u64::from(record.block_size);
-    if bs == 0 {
-        return Err("block_size is 0".to_owned());
-    }
-    let blocks = record.virtual_size.div_ceil(bs);
-    let Some(sidecar) = &record.digests else {
-        if record.block_digests.len() as u64 != blocks {
-            return Err(format!(
-                "{} block digests for {blocks} blocks of {bs} bytes in {} bytes",
-                record.block_digests.len(),
-                record.virtual_size
-            ));
+    match BlockDigests::of(folder, record)? {
+        BlockDigests::Inline(d) => Ok(d),
+        digests @ BlockDigests::Sidecar { count, .. } => {
+            let mut reader = digests.reader()?;
+            (0..count).map(|b| reader.get(b)).collect()
         }
-        return record
-            .block_digests
-            .iter()
-            .enumerate()
-            .map(|(i, hex)| {
-                from_hex(hex).ok_or_else(|| format!("block_digests[{i}] is not a SHA-256 digest"))
-            })
-            .collect();
-    };
-    if !is_contained(&sidecar.path) {
+    }
+}
+
+/// Parses format-1 inline `block_digests`, checking their number.
+fn inline_digests(record: &DiskRecord, blocks: u64) -> Result<Vec<Sha256Digest>, String> {
+    if record.block_digests.len() as u64 != blocks {
         return Err(format!(
-            "digests.path {:?} leaves the export folder",
-            sidecar.path
+            "{} block digests for {blocks} blocks of {} bytes in {} bytes",
+            record.block_digests.len(),
+            record.block_size,
+            record.virtual_size
         ));
     }
-    let path = folder.join(&sidecar.path);
-    let bytes = fs::read(&path).map_err(|e| format!("cannot read '{}': {e}", path.display()))?;
-    if bytes.len() as u64 != blocks.saturating_mul(32) {
-        return Err(format!(
-            "'{}' holds {} bytes, {blocks} blocks of {bs} bytes in {} bytes need {}",
-            path.display(),
-            bytes.len(),
-            record.virtual_size,
-            blocks.saturating_mul(32)
-        ));
-    }
-    Ok(bytes
-        .chunks_exact(32)
-        .map(|c| {
-            let mut d = [0u8; 32];
-            d.copy_from_slice(c);
-            d
+    record
+        .block_digests
+        .iter()
+        .enumerate()
+        .map(|(i, hex)| {
+            from_hex(hex).ok_or_else(|| format!("block_digests[{i}] is not a SHA-256 digest"))
         })
-        .collect())
+        .collect()
 }
 
 /// Opens and checks the base export of a differential export.

@@ -21,7 +21,7 @@ use refpoint_vhdx::{BuilderKind, CreateOptions, FinishedImage, SequentialImage, 
 use sha2::{Digest, Sha256};
 
 use crate::base::{DigestReader, ParentRef};
-use crate::digest::{Sha256Digest, ZeroDigests};
+use crate::digest::Sha256Digest;
 use crate::error::EngineError;
 use crate::execute::TOOL_NAME;
 use crate::identity::export_file_write_guid;
@@ -117,7 +117,6 @@ pub(crate) struct DiskOutput<'a> {
     sidecar: DigestSidecar,
     /// Next block whose digest the sidecar needs.
     next_digest: u64,
-    zeros: ZeroDigests,
     pub(crate) counts: Counts,
 }
 
@@ -180,7 +179,6 @@ impl<'a> DiskOutput<'a> {
             digester: BlockDigester::default(),
             sidecar,
             next_digest: 0,
-            zeros: ZeroDigests::new(g.virtual_size, u64::from(g.block_size)),
             counts: Counts::default(),
         })
     }
@@ -194,7 +192,7 @@ impl<'a> DiskOutput<'a> {
                 Some((p, reader)) => reader
                     .get(i)
                     .map_err(|reason| p.digests_invalid(&self.disk.instance_id, reason))?,
-                None => self.zeros.for_len(self.disk.geometry.block_len(i)),
+                None => self.disk.zeros.for_len(self.disk.geometry.block_len(i)),
             };
             self.sidecar.push(&digest)?;
             self.next_digest += 1;
@@ -261,7 +259,7 @@ impl<'p> Consume<'p> for DiskOutput<'_> {
             .map_err(|cause| self.write_error(segment.block, cause))?;
         self.writeback
             .advance(self.image.file(), self.image.position());
-        if let Some(digest) = self.digester.add(&segment, &self.zeros) {
+        if let Some(digest) = self.digester.add(&segment) {
             self.fill_digests_to(segment.block)?;
             if let Some((p, reader)) = &mut self.parent {
                 // Keep the base's reader in step (it hashes what it passes).
@@ -271,7 +269,7 @@ impl<'p> Consume<'p> for DiskOutput<'_> {
             }
             self.sidecar.push(&digest)?;
             self.next_digest = segment.block + 1;
-            if digest == self.zeros.for_len(segment.block_len) {
+            if digest == self.disk.zeros.for_len(segment.block_len) {
                 self.counts.zero += 1;
             } else {
                 self.counts.stored += 1;
@@ -290,7 +288,6 @@ pub(crate) struct Comparison<'a> {
     base: DigestReader<'a>,
     disk: String,
     digester: BlockDigester,
-    zeros: ZeroDigests,
     /// Positions of the blocks whose digest differs from the base's.
     pub(crate) differing: Vec<usize>,
     /// Blocks whose digest equals the base's.
@@ -305,13 +302,11 @@ impl<'a> Comparison<'a> {
         disk: &DiskPlan,
         parent: &'a ParentRef,
     ) -> Result<Comparison<'a>, crate::BaseError> {
-        let g = &disk.geometry;
         Ok(Comparison {
             parent,
             base: parent.digest_reader(&disk.instance_id)?,
             disk: disk.instance_id.clone(),
             digester: BlockDigester::default(),
-            zeros: ZeroDigests::new(g.virtual_size, u64::from(g.block_size)),
             differing: Vec::new(),
             unchanged: 0,
         })
@@ -320,7 +315,7 @@ impl<'a> Comparison<'a> {
 
 impl<'p> Consume<'p> for Comparison<'_> {
     fn consume(&mut self, segment: Segment<'p>) -> Result<(), EngineError> {
-        if let Some(digest) = self.digester.add(&segment, &self.zeros) {
+        if let Some(digest) = self.digester.add(&segment) {
             let base = self
                 .base
                 .get(segment.block)

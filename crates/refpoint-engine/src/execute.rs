@@ -18,6 +18,7 @@
 //! The first error stops dispatch and is returned; the staging directory is
 //! then removed.
 
+use std::borrow::Cow;
 use std::path::{Path, PathBuf};
 use std::sync::atomic::{AtomicBool, AtomicU64};
 use std::time::{Duration, Instant};
@@ -27,7 +28,7 @@ use uuid::Uuid;
 
 use crate::control::{EngineConfig, ExportControl};
 use crate::differential::{DiskMode, coalesce};
-use crate::digest::{ZeroDigests, to_hex};
+use crate::digest::to_hex;
 use crate::disk_output::{Comparison, Counts, DiskOutput, FinishedDisk};
 use crate::error::EngineError;
 use crate::identity::guid_upper;
@@ -324,7 +325,6 @@ pub(crate) fn write_export(
             blocks,
             // A fallback disk's progress was counted by its first pass.
             progress: disk.fallback_reason().is_none(),
-            zeros: zeros_of(disk),
         });
     }
     run.execute(&lanes, &sinks)?;
@@ -418,46 +418,37 @@ pub(crate) fn write_export(
     })
 }
 
-/// The zero digests of `disk`'s block size.
-fn zeros_of(disk: &DiskPlan) -> ZeroDigests {
-    ZeroDigests::new(
-        disk.geometry.virtual_size,
-        u64::from(disk.geometry.block_size),
-    )
-}
-
 /// The tracking fallback's first pass: for every disk under the fallback,
 /// reads and hashes its planned blocks and keeps those whose digest differs
-/// from the base export's. Returns the blocks each disk's output holds and,
-/// per disk, how many were found unchanged.
-fn fallback_pass(
-    plan: &ExportPlan,
+/// from the base export's. Returns the blocks each disk's output holds (the
+/// plan's own list for every other disk) and, per disk, how many were found
+/// unchanged.
+fn fallback_pass<'a>(
+    plan: &'a ExportPlan,
     run: &Run<'_, '_>,
-) -> Result<(Vec<Vec<DataBlock>>, Vec<u64>), EngineError> {
-    let fallback: Vec<(usize, &DiskPlan)> = plan
+) -> Result<(Vec<Cow<'a, [DataBlock]>>, Vec<u64>), EngineError> {
+    let mut blocks: Vec<Cow<'a, [DataBlock]>> = plan
         .disks
         .iter()
-        .enumerate()
-        .filter(|(_, d)| matches!(d.mode, DiskMode::Fallback { .. }))
+        .map(|d| Cow::Borrowed(d.blocks.as_slice()))
         .collect();
-    let mut blocks: Vec<Vec<DataBlock>> = plan.disks.iter().map(|d| d.blocks.clone()).collect();
     let mut unchanged = vec![0u64; plan.disks.len()];
+    let mut fallback = Vec::new();
+    let mut lanes = Vec::new();
+    let mut sinks = Vec::new();
+    for (i, disk) in plan.disks.iter().enumerate() {
+        if let (DiskMode::Fallback { .. }, Some(parent)) = (&disk.mode, disk.mode.parent()) {
+            fallback.push((i, disk));
+            lanes.push(Lane {
+                disk,
+                blocks: &disk.blocks,
+                progress: true,
+            });
+            sinks.push(Ordered::new(Comparison::new(disk, parent)?));
+        }
+    }
     if fallback.is_empty() {
         return Ok((blocks, unchanged));
-    }
-    let mut lanes = Vec::with_capacity(fallback.len());
-    let mut sinks = Vec::with_capacity(fallback.len());
-    for (_, disk) in &fallback {
-        let Some(parent) = disk.mode.parent() else {
-            continue;
-        };
-        lanes.push(Lane {
-            disk,
-            blocks: &disk.blocks,
-            progress: true,
-            zeros: zeros_of(disk),
-        });
-        sinks.push(Ordered::new(Comparison::new(disk, parent)?));
     }
     run.execute(&lanes, &sinks)?;
     for ((i, disk), sink) in fallback.into_iter().zip(sinks) {

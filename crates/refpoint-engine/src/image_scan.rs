@@ -23,8 +23,10 @@ use crate::digest::{Sha256Digest, ZeroDigests};
 pub(crate) const SCAN_CHUNK: usize = 8 * 1024 * 1024;
 
 /// What one read of an exported VHDX found.
-#[derive(Debug, Clone, PartialEq, Eq)]
+#[derive(Debug)]
 pub(crate) struct ImageScan {
+    /// The opened file (headers, metadata, BAT) for geometry checks.
+    pub(crate) file: VhdxFile,
     /// SHA-256 of the whole file.
     pub(crate) sha256: Sha256Digest,
     /// File length, bytes.
@@ -32,22 +34,21 @@ pub(crate) struct ImageScan {
     /// `(block, digest)` of every block the file decides on its own
     /// (FULLY_PRESENT from its payload; ZERO and alike as zeros), ascending.
     pub(crate) own: Vec<(u64, Sha256Digest)>,
+    /// The file's virtual size and block size, bytes.
+    virtual_size: u64,
+    block_size: u64,
+    zeros: ZeroDigests,
 }
 
 impl ImageScan {
     /// The digest of every block of a file without parent: its own, or
     /// the zero digest for a NOT_PRESENT block.
-    pub(crate) fn all_blocks(
-        &self,
-        virtual_size: u64,
-        block_size: u64,
-    ) -> impl Iterator<Item = Sha256Digest> + '_ {
-        let zeros = ZeroDigests::new(virtual_size, block_size);
-        let count = virtual_size.div_ceil(block_size.max(1));
+    pub(crate) fn all_blocks(&self) -> impl Iterator<Item = Sha256Digest> + '_ {
+        let (size, bs) = (self.virtual_size, self.block_size);
         let mut own = self.own.iter().peekable();
-        (0..count).map(move |b| match own.next_if(|(i, _)| *i == b) {
+        (0..size.div_ceil(bs.max(1))).map(move |b| match own.next_if(|(i, _)| *i == b) {
             Some((_, d)) => *d,
-            None => zeros.for_len(virtual_size.saturating_sub(b * block_size).min(block_size)),
+            None => self.zeros.for_len(size.saturating_sub(b * bs).min(bs)),
         })
     }
 }
@@ -82,7 +83,6 @@ pub(crate) fn scan_image(path: &Path) -> Result<ImageScan, String> {
             _ => own.push((block, zeros.for_len(block_len(block)))),
         }
     }
-    drop(vhdx);
     present.sort_unstable();
 
     let io = |e: io::Error| format!("cannot read '{}': {e}", path.display());
@@ -140,9 +140,13 @@ pub(crate) fn scan_image(path: &Path) -> Result<ImageScan, String> {
     }
     own.sort_unstable_by_key(|(b, _)| *b);
     Ok(ImageScan {
+        file: vhdx,
         sha256: whole.finalize().into(),
         len: pos,
         own,
+        virtual_size: g.virtual_size,
+        block_size: bs,
+        zeros,
     })
 }
 
@@ -185,7 +189,7 @@ mod tests {
             scan.own,
             vec![(1, sha256(&vec![7u8; 1 << 20])), (3, sha256(&[9u8; 512]))]
         );
-        let all: Vec<_> = scan.all_blocks(3 * MIB + 512, MIB).collect();
+        let all: Vec<_> = scan.all_blocks().collect();
         assert_eq!(all[0], sha256(&vec![0u8; 1 << 20]));
     }
 

@@ -25,7 +25,7 @@ use std::sync::{Mutex, MutexGuard, PoisonError};
 use sha2::{Digest, Sha256};
 
 use crate::control::ExportControl;
-use crate::digest::{Sha256Digest, ZeroDigests, is_zero, sha256};
+use crate::digest::{Sha256Digest, is_zero, sha256};
 use crate::error::EngineError;
 use crate::plan::DiskPlan;
 use crate::pool::{BufferPool, PooledBuffer};
@@ -62,8 +62,6 @@ pub(crate) struct Segment<'p> {
     pub(crate) block_len: u64,
     /// True for the block's last segment.
     pub(crate) last: bool,
-    /// True when every byte of the segment is zero.
-    pub(crate) zero: bool,
     /// The block digest, when the block is this one segment (computed by
     /// the worker).
     pub(crate) digest: Option<Sha256Digest>,
@@ -90,37 +88,20 @@ pub(crate) trait Consume<'p>: Send {
 /// Computes a block's digest over its segments, in order.
 #[derive(Debug, Default)]
 pub(crate) struct BlockDigester {
-    hasher: Option<Sha256>,
-    zero: bool,
+    hasher: Sha256,
 }
 
 impl BlockDigester {
-    /// Feeds `segment`; returns the block digest at its last segment.
-    pub(crate) fn add(
-        &mut self,
-        segment: &Segment<'_>,
-        zeros: &ZeroDigests,
-    ) -> Option<Sha256Digest> {
+    /// Feeds `segment`; returns the block digest at its last segment (the
+    /// worker's digest when the block is one segment).
+    pub(crate) fn add(&mut self, segment: &Segment<'_>) -> Option<Sha256Digest> {
         if let Some(d) = segment.digest {
             return Some(d);
         }
-        if segment.offset_in_block == 0 {
-            self.hasher = Some(Sha256::new());
-            self.zero = true;
-        }
-        self.zero &= segment.zero;
-        if let Some(h) = self.hasher.as_mut() {
-            h.update(segment.data());
-        }
-        if !segment.last {
-            return None;
-        }
-        let hasher = self.hasher.take();
-        Some(if self.zero {
-            zeros.for_len(segment.block_len)
-        } else {
-            hasher.map_or_else(|| zeros.for_len(segment.block_len), |h| h.finalize().into())
-        })
+        self.hasher.update(segment.data());
+        segment
+            .last
+            .then(|| std::mem::take(&mut self.hasher).finalize().into())
     }
 }
 
@@ -201,8 +182,6 @@ pub(crate) struct Lane<'a> {
     pub(crate) blocks: &'a [DataBlock],
     /// Whether reading these blocks counts as progress.
     pub(crate) progress: bool,
-    /// The disk's zero digests.
-    pub(crate) zeros: ZeroDigests,
 }
 
 /// The first error of a run; later ones are dropped. Setting it raises
@@ -377,11 +356,11 @@ impl Task<'_> {
             self.offset,
             dst,
         )?;
-        let zero = is_zero(dst);
         let whole = self.offset == 0 && self.len == self.block.length;
         let digest = whole.then(|| {
-            if zero {
-                self.lane.zeros.for_len(self.block.length)
+            // Zero detection is an order of magnitude cheaper than SHA-256.
+            if is_zero(dst) {
+                disk.zeros.for_len(self.block.length)
             } else {
                 sha256(dst)
             }
@@ -397,7 +376,6 @@ impl Task<'_> {
             len,
             block_len: self.block.length,
             last: self.offset + self.len >= self.block.length,
-            zero,
             digest,
             buffer,
         };

@@ -14,7 +14,7 @@ use uuid::Uuid;
 
 use crate::base::{ExportFolder, load_base};
 use crate::differential::{DiskMode, plan_disk};
-use crate::digest::Sha256Digest;
+use crate::digest::{Sha256Digest, ZeroDigests};
 use crate::error::EngineError;
 use crate::identity::{export_data_write_guid, guid_upper};
 use crate::manifest::{EXPORT_TYPE_DIFFERENTIAL, EXPORT_TYPE_FULL, ExportLinkRecord};
@@ -49,6 +49,8 @@ pub struct DiskPlan {
     pub(crate) file_name: String,
     /// Synthetic full: the content digest the output must reproduce.
     pub(crate) expected_content: Option<Sha256Digest>,
+    /// The zero digests of the output block size (computed once).
+    pub(crate) zeros: ZeroDigests,
 }
 
 impl DiskPlan {
@@ -298,6 +300,7 @@ pub fn plan(req: &ExportRequest) -> Result<ExportPlan, EngineError> {
             mode,
             file_name,
             expected_content: None,
+            zeros: ZeroDigests::new(geometry.virtual_size, u64::from(geometry.block_size)),
         });
     }
     Ok(ExportPlan {

@@ -26,7 +26,7 @@ use refpoint_vhdx::{Chain, ExtentSource};
 use serde::Serialize;
 use sha2::{Digest, Sha256};
 
-use crate::base::BlockDigests;
+use crate::base::{BlockDigests, DigestReader};
 use crate::digest::{Sha256Digest, ZeroDigests, file_digest, to_hex};
 use crate::error::{EngineError, ErrorContext, ErrorKind, io_kind};
 use crate::identity::guid_upper;
@@ -416,7 +416,11 @@ pub(crate) fn verify_folder(folder: &Path) -> Result<FolderReport, EngineError> 
     // Read every listed, present, contained file once (in parallel): the
     // manifest's disk outputs by an image scan that also gives their block
     // digests, the others by a plain hash.
-    let outputs = output_paths(folder);
+    let manifest = load_manifest(folder, &present)?;
+    let outputs: BTreeSet<&str> = manifest
+        .as_ref()
+        .map(|m| m.disks.iter().map(|d| d.output.path.as_str()).collect())
+        .unwrap_or_default();
     let to_hash: Vec<&str> = sums
         .iter()
         .map(|(p, _)| p.as_str())
@@ -473,7 +477,14 @@ pub(crate) fn verify_folder(folder: &Path) -> Result<FolderReport, EngineError> 
         }
     }
 
-    verify_manifest(folder, &present, &hashed, &scans, &mut findings)?;
+    verify_manifest(
+        folder,
+        &present,
+        manifest.as_ref(),
+        &hashed,
+        &scans,
+        &mut findings,
+    )?;
 
     Ok(findings.into_report(folder))
 }
@@ -517,14 +528,21 @@ pub(crate) type Scanned = Result<ImageScan, String>;
 /// Image scans by path relative to the VM folder.
 type Scans = BTreeMap<String, Scanned>;
 
-/// The disk output paths the folder's manifest names (empty when it does
-/// not parse: the manifest check reports that).
-fn output_paths(folder: &Path) -> BTreeSet<String> {
-    fs::read_to_string(folder.join(MANIFEST_FILE))
-        .ok()
-        .and_then(|t| Manifest::from_json(&t).ok())
-        .map(|m| m.disks.into_iter().map(|d| d.output.path).collect())
-        .unwrap_or_default()
+/// The folder's manifest, read and parsed once, or the finding that says
+/// why there is none (missing, not UTF-8 or not a manifest).
+fn load_manifest(
+    folder: &Path,
+    present: &BTreeSet<String>,
+) -> Result<Result<Manifest, Finding>, EngineError> {
+    if !present.contains(MANIFEST_FILE) {
+        return Ok(Err(Finding::MissingFile));
+    }
+    let manifest_path = folder.join(MANIFEST_FILE);
+    let text = fs::read(&manifest_path).map_err(io_err("read", &manifest_path))?;
+    Ok(std::str::from_utf8(&text)
+        .map_err(|e| e.to_string())
+        .and_then(Manifest::from_json)
+        .map_err(|reason| Finding::ManifestInvalid { reason }))
 }
 
 /// Cross-checks the manifest against the files and the images' block
@@ -532,24 +550,16 @@ fn output_paths(folder: &Path) -> BTreeSet<String> {
 fn verify_manifest(
     folder: &Path,
     present: &BTreeSet<String>,
+    manifest: Result<&Manifest, &Finding>,
     hashed: &BTreeMap<String, (Sha256Digest, u64)>,
     scans: &Scans,
     findings: &mut Findings,
 ) -> Result<(), EngineError> {
     findings.checked(MANIFEST_FILE);
-    if !present.contains(MANIFEST_FILE) {
-        findings.add(MANIFEST_FILE, Finding::MissingFile);
-        return Ok(());
-    }
-    let manifest_path = folder.join(MANIFEST_FILE);
-    let text = fs::read(&manifest_path).map_err(io_err("read", &manifest_path))?;
-    let manifest = match std::str::from_utf8(&text)
-        .map_err(|e| e.to_string())
-        .and_then(Manifest::from_json)
-    {
+    let manifest = match manifest {
         Ok(m) => m,
-        Err(reason) => {
-            findings.add(MANIFEST_FILE, Finding::ManifestInvalid { reason });
+        Err(finding) => {
+            findings.add(MANIFEST_FILE, finding.clone());
             return Ok(());
         }
     };
@@ -614,11 +624,15 @@ fn verify_manifest(
 
     for (i, disk) in manifest.disks.iter().enumerate() {
         if is_contained(&disk.output.path) && present.contains(&disk.output.path) {
+            let scanned;
             let scan = match scans.get(&disk.output.path) {
-                Some(s) => s.clone(),
-                None => scan_image(&folder.join(&disk.output.path)),
+                Some(s) => s,
+                None => {
+                    scanned = scan_image(&folder.join(&disk.output.path));
+                    &scanned
+                }
             };
-            verify_disk(folder, i, disk, &scan, findings)?;
+            verify_disk(folder, i, disk, scan, findings)?;
         }
     }
     Ok(())
@@ -651,25 +665,21 @@ fn verify_disk(
     };
 
     if disk.output.kind == OUTPUT_KIND_DIFFERENCING {
-        return crate::verify_chain::verify_differencing(
-            folder, index, disk, &listed, scan, findings,
-        );
+        return crate::verify_chain::verify_differencing(index, disk, &listed, scan, findings);
     }
-    let path = folder.join(image);
-    let chain = match Chain::from_paths(std::slice::from_ref(&path)) {
-        Ok(c) => c,
-        Err(e) => {
+    let scan = match scan {
+        Ok(s) => s,
+        Err(reason) => {
             findings.add(
                 image,
                 Finding::ImageInvalid {
-                    reason: e.to_string(),
+                    reason: reason.clone(),
                 },
             );
             return Ok(());
         }
     };
-    let leaf = chain.leaf();
-    let checks = geometry_checks(disk, leaf, false);
+    let checks = geometry_checks(disk, &scan.file, false);
     let mut aligned = true;
     for (name, manifest, actual) in checks {
         if manifest != actual {
@@ -690,86 +700,76 @@ fn verify_disk(
         return Ok(());
     }
 
-    let recomputed = match scan {
-        Ok(s) => s,
-        Err(reason) => {
-            findings.add(
-                image,
-                Finding::ImageInvalid {
-                    reason: reason.clone(),
-                },
-            );
-            return Ok(());
-        }
-    };
-    report_digests(
-        image,
-        disk,
-        index,
-        &listed,
-        recomputed.all_blocks(disk.virtual_size, u64::from(disk.block_size)),
-        findings,
-    );
+    report_digests(image, disk, index, &listed, scan.all_blocks(), findings);
     Ok(())
 }
 
 /// The file that lists `disk`'s block digests: its sidecar (format 2) or
 /// the manifest (format 1).
-fn listing_file(disk: &DiskRecord) -> &str {
+pub(crate) fn listing_file(disk: &DiskRecord) -> &str {
     disk.digests
         .as_ref()
         .map_or(MANIFEST_FILE, |d| d.path.as_str())
 }
 
-/// Compares the digests recomputed from an image (or a chain ending in it)
-/// with the manifest's: a content digest mismatch and each differing block
-/// (the first [`MAX_LISTED_BLOCK_MISMATCHES`]). When the recomputed digests
-/// reproduce the manifest's content digest the image is intact and the
-/// differing entries are blamed on the manifest.
-pub(crate) fn report_digests(
-    image: &str,
-    disk: &DiskRecord,
-    index: usize,
-    listed: &BlockDigests,
-    recomputed: impl IntoIterator<Item = Sha256Digest>,
-    findings: &mut Findings,
-) {
-    let bs = u64::from(disk.block_size);
-    let mut reader = match listed.reader() {
-        Ok(r) => r,
-        Err(reason) => {
-            findings.add(listing_file(disk), Finding::ManifestInvalid { reason });
+/// The first [`MAX_LISTED_BLOCK_MISMATCHES`] blocks whose digest differs
+/// from the listed one, and how many more.
+#[derive(Debug)]
+pub(crate) struct Mismatches {
+    block_size: u64,
+    count: usize,
+    listed: Vec<Finding>,
+}
+
+impl Mismatches {
+    pub(crate) fn new(block_size: u64) -> Mismatches {
+        Mismatches {
+            block_size,
+            count: 0,
+            listed: Vec::new(),
+        }
+    }
+
+    /// Compares block `block`'s listed digest `want` with the image's `got`.
+    pub(crate) fn check(&mut self, block: u64, want: &Sha256Digest, got: &Sha256Digest) {
+        if want == got {
             return;
         }
-    };
-    // One pass: hash the recomputed digests, read the listed ones along,
-    // and keep the first mismatches.
-    let mut hasher = Sha256::new();
-    let mut mismatches = 0usize;
-    let mut listed_mismatches = Vec::new();
-    for (block, got) in recomputed.into_iter().enumerate() {
-        let block = block as u64;
-        hasher.update(got);
-        let want = match reader.get(block) {
-            Ok(w) => w,
-            Err(reason) => {
-                findings.add(listing_file(disk), Finding::ManifestInvalid { reason });
-                return;
-            }
-        };
-        if want == got {
-            continue;
-        }
-        mismatches += 1;
-        if mismatches <= MAX_LISTED_BLOCK_MISMATCHES {
-            listed_mismatches.push(Finding::BlockDigestMismatch {
+        self.count += 1;
+        if self.count <= MAX_LISTED_BLOCK_MISMATCHES {
+            self.listed.push(Finding::BlockDigestMismatch {
                 block,
-                offset: block.saturating_mul(bs),
-                expected: to_hex(&want),
-                actual: to_hex(&got),
+                offset: block.saturating_mul(self.block_size),
+                expected: to_hex(want),
+                actual: to_hex(got),
             });
         }
     }
+
+    /// Adds the findings on file `blame`.
+    pub(crate) fn report(self, blame: &str, findings: &mut Findings) {
+        for finding in self.listed {
+            findings.add(blame, finding);
+        }
+        if self.count > MAX_LISTED_BLOCK_MISMATCHES {
+            findings.add(
+                blame,
+                Finding::MoreBlockMismatches {
+                    count: (self.count - MAX_LISTED_BLOCK_MISMATCHES) as u64,
+                },
+            );
+        }
+    }
+}
+
+/// Reports on the listing file when the listed digests (read to the end by
+/// `reader`) do not hash to the manifest's content digest.
+pub(crate) fn check_listed_content(
+    disk: &DiskRecord,
+    index: usize,
+    reader: DigestReader<'_>,
+    findings: &mut Findings,
+) {
     let listed_content = to_hex(&reader.finish());
     if listed_content != disk.content_digest {
         findings.add(
@@ -781,8 +781,44 @@ pub(crate) fn report_digests(
             },
         );
     }
+}
+
+/// Compares the digests recomputed from an image (or a chain ending in it)
+/// with the listed ones, in one pass: the listed digests' own content
+/// digest, a content digest mismatch of the image, and each differing block
+/// ([`Mismatches`]). When the recomputed digests reproduce the manifest's
+/// content digest the image is intact and the differing entries are blamed
+/// on the listing file.
+pub(crate) fn report_digests(
+    image: &str,
+    disk: &DiskRecord,
+    index: usize,
+    listed: &BlockDigests,
+    recomputed: impl IntoIterator<Item = Sha256Digest>,
+    findings: &mut Findings,
+) {
+    let mut reader = match listed.reader() {
+        Ok(r) => r,
+        Err(reason) => {
+            findings.add(listing_file(disk), Finding::ManifestInvalid { reason });
+            return;
+        }
+    };
+    let mut hasher = Sha256::new();
+    let mut mismatches = Mismatches::new(u64::from(disk.block_size));
+    for (block, got) in recomputed.into_iter().enumerate() {
+        let block = block as u64;
+        hasher.update(got);
+        match reader.get(block) {
+            Ok(want) => mismatches.check(block, &want, &got),
+            Err(reason) => {
+                findings.add(listing_file(disk), Finding::ManifestInvalid { reason });
+                return;
+            }
+        }
+    }
+    check_listed_content(disk, index, reader, findings);
     let actual_content: Sha256Digest = hasher.finalize().into();
-    // Intact image + wrong listed entries → blame the listing.
     let blame = if to_hex(&actual_content) == disk.content_digest {
         listing_file(disk)
     } else {
@@ -795,17 +831,7 @@ pub(crate) fn report_digests(
         );
         image
     };
-    for finding in listed_mismatches {
-        findings.add(blame, finding);
-    }
-    if mismatches > MAX_LISTED_BLOCK_MISMATCHES {
-        findings.add(
-            blame,
-            Finding::MoreBlockMismatches {
-                count: (mismatches - MAX_LISTED_BLOCK_MISMATCHES) as u64,
-            },
-        );
-    }
+    mismatches.report(blame, findings);
 }
 
 /// Block digests of a VHDX chain read through `refpoint-vhdx`: blocks the

@@ -31,15 +31,14 @@ use crate::identity::guid_upper;
 use crate::manifest::{DiskRecord, OUTPUT_KIND_DIFFERENCING, is_contained};
 use crate::plan::MANIFEST_FILE;
 use crate::verify::{
-    Finding, Findings, FolderReport, MAX_LISTED_BLOCK_MISMATCHES, Scanned, VerifyError,
-    VerifyReport, recompute_digests, report_digests, verify_folder,
+    Finding, Findings, FolderReport, Mismatches, Scanned, VerifyError, VerifyReport,
+    check_listed_content, listing_file, recompute_digests, report_digests, verify_folder,
 };
 
 /// Checks a differencing output on its own: geometry and identity against
 /// the manifest, the parent locator against the manifest's `parent`, and the
 /// digest of every block the file holds.
 pub(crate) fn verify_differencing(
-    folder: &Path,
     index: usize,
     disk: &DiskRecord,
     listed: &BlockDigests,
@@ -47,24 +46,21 @@ pub(crate) fn verify_differencing(
     findings: &mut Findings,
 ) -> Result<(), EngineError> {
     let image = disk.output.path.as_str();
-    let listing = disk
-        .digests
-        .as_ref()
-        .map_or(MANIFEST_FILE, |d| d.path.as_str());
+    let listing = listing_file(disk);
     let field = |name: &str| format!("disks[{index}].{name}");
-    let path = folder.join(image);
-    let file = match VhdxFile::open(&path) {
-        Ok(f) => f,
-        Err(e) => {
+    let scan = match scan {
+        Ok(s) => s,
+        Err(reason) => {
             findings.add(
                 image,
                 Finding::ImageInvalid {
-                    reason: e.to_string(),
+                    reason: reason.clone(),
                 },
             );
             return Ok(());
         }
     };
+    let file = &scan.file;
     let linkage = file
         .parent_locator()
         .map(|l| guid_upper(l.parent_linkage()));
@@ -73,7 +69,7 @@ pub(crate) fn verify_differencing(
         .and_then(|l| l.relative_path())
         .map(str::to_owned);
     let parent = disk.parent.as_ref();
-    let mut checks = crate::verify::geometry_checks(disk, &file, true);
+    let mut checks = crate::verify::geometry_checks(disk, file, true);
     checks.extend([
         (
             "parent.data_write_guid",
@@ -105,74 +101,33 @@ pub(crate) fn verify_differencing(
     if !aligned {
         return Ok(());
     }
-    match scan {
-        Ok(scan) => {
-            let mut reader = match listed.reader() {
-                Ok(r) => r,
-                Err(reason) => {
-                    findings.add(listing, Finding::ManifestInvalid { reason });
-                    return Ok(());
-                }
-            };
-            let mut own = scan.own.iter().copied().peekable();
-            let mut mismatches = 0usize;
-            for block in 0..disk
-                .virtual_size
-                .div_ceil(u64::from(disk.block_size).max(1))
-            {
-                let want = match reader.get(block) {
-                    Ok(w) => w,
-                    Err(reason) => {
-                        findings.add(listing, Finding::ManifestInvalid { reason });
-                        return Ok(());
-                    }
-                };
-                let Some((_, digest)) = own.next_if(|(b, _)| *b == block) else {
-                    continue;
-                };
-                if want == digest {
-                    continue;
-                }
-                mismatches += 1;
-                if mismatches <= MAX_LISTED_BLOCK_MISMATCHES {
-                    findings.add(
-                        image,
-                        Finding::BlockDigestMismatch {
-                            block,
-                            offset: block.saturating_mul(u64::from(disk.block_size)),
-                            expected: to_hex(&want),
-                            actual: to_hex(&digest),
-                        },
-                    );
-                }
-            }
-            let listed_content = to_hex(&reader.finish());
-            if listed_content != disk.content_digest {
-                findings.add(
-                    listing,
-                    Finding::ManifestMismatch {
-                        field: field("content_digest"),
-                        manifest: disk.content_digest.clone(),
-                        actual: format!("{listed_content} (over the listed block digests)"),
-                    },
-                );
-            }
-            if mismatches > MAX_LISTED_BLOCK_MISMATCHES {
-                findings.add(
-                    image,
-                    Finding::MoreBlockMismatches {
-                        count: (mismatches - MAX_LISTED_BLOCK_MISMATCHES) as u64,
-                    },
-                );
-            }
+    let mut reader = match listed.reader() {
+        Ok(r) => r,
+        Err(reason) => {
+            findings.add(listing, Finding::ManifestInvalid { reason });
+            return Ok(());
         }
-        Err(reason) => findings.add(
-            image,
-            Finding::ImageInvalid {
-                reason: reason.clone(),
-            },
-        ),
+    };
+    // Only the blocks this file holds can be checked without the parent.
+    let mut own = scan.own.iter().peekable();
+    let mut mismatches = Mismatches::new(u64::from(disk.block_size));
+    for block in 0..disk
+        .virtual_size
+        .div_ceil(u64::from(disk.block_size).max(1))
+    {
+        let want = match reader.get(block) {
+            Ok(w) => w,
+            Err(reason) => {
+                findings.add(listing, Finding::ManifestInvalid { reason });
+                return Ok(());
+            }
+        };
+        if let Some((_, got)) = own.next_if(|(b, _)| *b == block) {
+            mismatches.check(block, &want, got);
+        }
     }
+    check_listed_content(disk, index, reader, findings);
+    mismatches.report(image, findings);
     Ok(())
 }
 
