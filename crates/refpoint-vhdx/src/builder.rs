@@ -197,16 +197,6 @@ impl ImageBuilder {
         self.layout.block_size
     }
 
-    /// Bytes of `block` inside the virtual disk: the block size, or less for
-    /// the last block of a disk whose size is not a block multiple.
-    fn block_length(&self, block: u64) -> u64 {
-        let start = block.saturating_mul(u64::from(self.layout.block_size));
-        self.layout
-            .virtual_size
-            .saturating_sub(start)
-            .min(u64::from(self.layout.block_size))
-    }
-
     /// Claims the BAT entry of `block`, setting it to `entry(offset)` where
     /// `offset` is a newly allocated block offset when `allocate` is true.
     fn claim(&self, block: u64, allocate: bool) -> std::result::Result<u64, BuilderError> {
@@ -256,7 +246,7 @@ impl ImageBuilder {
     pub fn write_block(&self, block: u64, data: &[u8]) -> Result<()> {
         let operation = "write block";
         let path = self.staged.final_path();
-        let expected = self.block_length(block);
+        let expected = self.layout.block_length(block);
         let length = data.len();
         let length64 = u64::try_from(length).unwrap_or(u64::MAX);
         if block < self.layout.data_blocks

@@ -119,6 +119,16 @@ impl ImageLayout {
             .saturating_add(chunk.saturating_mul(MIB))
     }
 
+    /// Bytes of payload block `block` inside the virtual disk: the block
+    /// size, or less for the last block of a disk whose size is not a block
+    /// multiple (0 past the end).
+    pub(crate) fn block_length(&self, block: u64) -> u64 {
+        let bs = u64::from(self.block_size);
+        self.virtual_size
+            .saturating_sub(block.saturating_mul(bs))
+            .min(bs)
+    }
+
     /// First byte after the BAT region and the sector bitmap blocks: where
     /// payload blocks start, and the size of a freshly created file.
     pub(crate) fn first_block_offset(&self) -> u64 {
