@@ -211,3 +211,32 @@ fn specimen_chain_imported_exports_to_the_ground_truth_content() {
     let (_, hash, _) = refpoint(&host, &["disk", "hash", out.to_str().expect("utf8")]);
     assert_eq!(hash["sha256"], expected);
 }
+
+#[test]
+fn memory_budget_too_small_for_one_segment_fails_the_job_out_of_memory() {
+    // Arrange: a buffer budget below the smallest segment (1 MiB).
+    let (temp, host, fixture) = host_with_fixture("vm-mem", "1", "16M", "5");
+    let rp = fixture["reference_point"].as_str().expect("rp");
+    let target = temp.path().join("export");
+    std::fs::create_dir(&target).expect("export dir");
+
+    // Act
+    let (code, job, err) = refpoint(
+        &host,
+        &[
+            "--memory",
+            "512K",
+            "export",
+            "--reference-point",
+            rp,
+            "--to",
+            target.to_str().expect("utf8"),
+        ],
+    );
+
+    // Assert: the job ends Exception with 32778 (Out of memory), nothing written.
+    assert_ne!(code, 0, "{job} {err}");
+    assert_eq!(job["Job"]["JobState"], 10, "{job}");
+    assert_eq!(job["Job"]["ErrorCode"], 32778, "{job}");
+    assert_eq!(std::fs::read_dir(&target).expect("list").count(), 0);
+}

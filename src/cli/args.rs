@@ -18,6 +18,12 @@ pub struct Cli {
     /// No progress bars.
     #[arg(long, short, global = true)]
     pub quiet: bool,
+    /// I/O worker threads shared by every export of the host (0: one per core).
+    #[arg(long, global = true, env = "REFPOINT_THREADS", default_value_t = 0)]
+    pub threads: usize,
+    /// Buffer budget shared by every export of the host (e.g. 64M, 1G).
+    #[arg(long, global = true, env = "REFPOINT_MEMORY", default_value = "64M")]
+    pub memory: String,
     /// What to do.
     #[command(subcommand)]
     pub command: Command,

@@ -107,8 +107,18 @@ fn host_dir(cli: &Cli) -> Result<PathBuf, RefpointError> {
     })
 }
 
+/// The engine settings of `--threads` and `--memory`.
+fn engine_config(cli: &Cli) -> Result<refpoint_engine::EngineConfig, RefpointError> {
+    Ok(refpoint_engine::EngineConfig {
+        threads: cli.threads,
+        buffer_pool_bytes: crate::fixture::parse_size(&cli.memory)?,
+    })
+}
+
 fn open(cli: &Cli) -> Result<Refpoint, RefpointError> {
-    Refpoint::open(&host_dir(cli)?)
+    let mut rp = Refpoint::open(&host_dir(cli)?)?;
+    *rp.engine_config_mut() = engine_config(cli)?;
+    Ok(rp)
 }
 
 /// The in-process CIM provider over the host (`wmi`, `jobs`).

@@ -51,6 +51,7 @@ pub(crate) fn run(cli: &Cli, out: &Output, args: &ServeArgs) -> Result<i32, Refp
         host_dir,
         listen: args.listen,
         credentials,
+        engine: super::engine_config(cli)?,
     };
     let json = out.json;
     let summary = crate::serve::run(

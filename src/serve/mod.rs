@@ -77,6 +77,9 @@ pub struct ServeOptions {
     pub listen: Option<SocketAddr>,
     /// Basic credentials for the TCP listener (required with `listen`).
     pub credentials: Option<Credentials>,
+    /// The I/O scheduler's threads and buffer budget (bytes) for the
+    /// host's exports.
+    pub engine: refpoint_engine::EngineConfig,
 }
 
 /// Where the service listens, reported once it is ready.
@@ -398,7 +401,9 @@ pub fn run(
     ready: impl FnOnce(&ServeInfo),
 ) -> Result<ServeSummary, ServeError> {
     check_options(opts)?;
-    let rp = Arc::new(Refpoint::open(&opts.host_dir)?);
+    let mut rp = Refpoint::open(&opts.host_dir)?;
+    *rp.engine_config_mut() = opts.engine.clone();
+    let rp = Arc::new(rp);
     let (unix, socket) = bind_socket(&opts.host_dir)?;
     let result = serve(opts, &rp, make_ops(Arc::clone(&rp)), unix, &socket, ready);
     let _ = std::fs::remove_file(&socket);
@@ -488,6 +493,7 @@ mod tests {
             host_dir: PathBuf::from("/nonexistent"),
             listen: listen.map(|a| a.parse().expect("addr")),
             credentials: creds.map(|c| Credentials::parse(c).expect("creds")),
+            engine: refpoint_engine::EngineConfig::default(),
         }
     }
 

@@ -354,12 +354,6 @@ impl JobManager {
         self.inner.runners.set_limit(limit);
     }
 
-    /// Job threads alive now (at most the bound of
-    /// [`JobManager::set_max_running`]).
-    pub fn running_threads(&self) -> usize {
-        self.inner.runners.threads()
-    }
-
     /// The store, if the manager persists its jobs.
     pub fn store(&self) -> Option<&JobStore> {
         self.inner.store.as_ref()

@@ -53,7 +53,8 @@ impl Runners {
     }
 
     /// Job threads alive now.
-    pub(crate) fn threads(&self) -> usize {
+    #[cfg(test)]
+    fn threads(&self) -> usize {
         self.lock().threads
     }
 
