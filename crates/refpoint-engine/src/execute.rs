@@ -418,6 +418,10 @@ pub(crate) fn write_export(
     })
 }
 
+/// Per disk, the blocks its output holds, and how many blocks the tracking
+/// fallback found unchanged.
+type OutputBlocks<'a> = (Vec<Cow<'a, [DataBlock]>>, Vec<u64>);
+
 /// The tracking fallback's first pass: for every disk under the fallback,
 /// reads and hashes its planned blocks and keeps those whose digest differs
 /// from the base export's. Returns the blocks each disk's output holds (the
@@ -426,7 +430,7 @@ pub(crate) fn write_export(
 fn fallback_pass<'a>(
     plan: &'a ExportPlan,
     run: &Run<'_, '_>,
-) -> Result<(Vec<Cow<'a, [DataBlock]>>, Vec<u64>), EngineError> {
+) -> Result<OutputBlocks<'a>, EngineError> {
     let mut blocks: Vec<Cow<'a, [DataBlock]>> = plan
         .disks
         .iter()

@@ -7,9 +7,10 @@
 //! segments of all disks, interleaved across disks, onto the rayon pool:
 //! before each it calls [`ExportControl::checkpoint`] and takes a pool
 //! buffer (waiting while all are in use). A worker reads the segment with
-//! positioned reads, detects all-zero content and, for a block that is one
-//! segment, computes the block digest (so block hashing runs on every
-//! core). It then hands the segment to its disk's [`Ordered`] queue: whoever
+//! positioned reads and, for a block that is one segment, computes the
+//! block digest (so block hashing runs on every core; a block that reads
+//! all-zero gets the precomputed zero digest without hashing). Blocks cut
+//! into several segments are hashed in order by the consumer. It then hands the segment to its disk's [`Ordered`] queue: whoever
 //! completes the next segment in order drains every consecutive ready one
 //! into the disk's [`Consume`]r (the one-pass output writer, or the
 //! tracking fallback's comparison), which sees them strictly in file order.
